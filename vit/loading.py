@@ -1,0 +1,90 @@
+"""Find and load models (bundled, project checkpoints, Hugging Face directories) and prepare images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .device import choose_device
+from .model import VisionTransformer
+from .weights import CheckpointError, load_checkpoint, load_hf_directory, prepare_for_inference, refuse_pickle
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+
+
+def available_models() -> list[str]:
+    """Names of the bundled models in assets/models (each a .safetensors + .json pair)."""
+    return sorted(p.stem for p in MODELS_DIR.glob("*.safetensors") if p.with_suffix(".json").is_file())
+
+
+def load_model(name_or_path: str | Path, device: torch.device | str | None = None) -> VisionTransformer:
+    """A bundled model by name, a project checkpoint path, or a Hugging Face ``save_pretrained`` dir."""
+    device = device if device is not None else choose_device()
+    name = str(name_or_path)
+    if name in available_models():
+        model = load_checkpoint(MODELS_DIR / name, device)
+        model.meta.setdefault("name", name)
+        return model
+    path = Path(name_or_path).expanduser()
+    refuse_pickle(path)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            model = load_hf_directory(path, device)
+        else:
+            found = sorted(path.glob("*.safetensors"))
+            if len(found) != 1:
+                raise CheckpointError(f"{path.name}: expected config.json (Hugging Face) or exactly one .safetensors file.")
+            model = load_checkpoint(found[0], device)
+    elif path.with_suffix(".safetensors").is_file() or path.suffix in (".safetensors", ".json"):
+        model = load_checkpoint(path, device)
+    else:
+        raise CheckpointError(f"No bundled model or checkpoint called {name!r}. Bundled: {', '.join(available_models()) or 'none'}.")
+    model.meta.setdefault("name", path.stem if path.is_file() else path.name)
+    return model
+
+
+def untrained_like(model: VisionTransformer, seed: int = 0) -> VisionTransformer:
+    """The same architecture and metadata with fresh random weights, for contrast with training."""
+    torch.manual_seed(seed)
+    fresh = VisionTransformer(model.config)
+    fresh.class_names = model.class_names
+    fresh.meta = {**model.meta, "name": f"{model.meta.get('name', 'model')} (untrained)", "untrained": True}
+    return prepare_for_inference(fresh, next(model.parameters()).device)
+
+
+def fit_image(image: Image.Image, size: int, fit: str = "crop") -> Image.Image:
+    """Make a square ``size``×``size`` image: 'crop' the centre, 'pad' with black, or 'squash'."""
+    if fit == "crop":
+        return ImageOps.fit(image, (size, size), method=Image.Resampling.BICUBIC)
+    if fit == "pad":
+        return ImageOps.pad(image, (size, size), method=Image.Resampling.BICUBIC, color=0)
+    if fit == "squash":
+        return image.resize((size, size), Image.Resampling.BICUBIC)
+    raise ValueError(f"fit must be 'crop', 'pad' or 'squash', not {fit!r}")
+
+
+def preprocess(image: Image.Image, model: VisionTransformer, fit: str | None = None, size: int | None = None) -> torch.Tensor:
+    """A (1, C, H, W) float tensor prepared as in training: fit to size, channels, normalisation."""
+    cfg = model.config
+    size = size or cfg.image_size
+    fit = fit or model.meta.get("resize", "crop")
+    image = image.convert("L" if cfg.in_channels == 1 else "RGB")
+    image = fit_image(image, size, fit)
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
+    x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
+    if x.shape[0] != cfg.in_channels:
+        raise ValueError(f"model expects {cfg.in_channels} channels, image has {x.shape[0]}")
+    mean = torch.tensor(model.meta.get("mean", [0.5] * cfg.in_channels), dtype=torch.float32)[:, None, None]
+    std = torch.tensor(model.meta.get("std", [0.5] * cfg.in_channels), dtype=torch.float32)[:, None, None]
+    return ((x - mean) / std)[None]
+
+
+def denormalize(x: torch.Tensor, model: VisionTransformer) -> np.ndarray:
+    """Undo the normalisation of a (1, C, H, W) tensor: an (H, W, C) float array in [0, 1]."""
+    c = model.config.in_channels
+    mean = torch.tensor(model.meta.get("mean", [0.5] * c))[:, None, None]
+    std = torch.tensor(model.meta.get("std", [0.5] * c))[:, None, None]
+    return (x[0].detach().float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()

@@ -1,0 +1,272 @@
+"""Weights in and out: safetensors plus a JSON sidecar, and conversion from Hugging Face's ViT.
+
+Nothing here unpickles: pickle files (.pt, .pth, .bin, .ckpt, .pkl) can run code when loaded,
+so they are refused with an explanation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .config import ViTConfig
+from .model import VisionTransformer
+
+MAX_CHECKPOINT_BYTES = 2 * 1024**3  # ViT-H/14 in fp32 is 2.5 GB; bigger than this is refused by default
+PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar"}
+SIDECAR_FORMAT = "vit-explorer/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message says why and what to do."""
+
+
+# --- project checkpoints: NAME.safetensors + NAME.json -------------------------------------------
+
+
+def save_model(model: VisionTransformer, path: str | Path, **metadata: Any) -> Path:
+    """Write ``path.safetensors`` and ``path.json`` (config, class names, mean/std, metrics...)."""
+    path = Path(path)
+    if path.suffix in (".safetensors", ".json"):
+        path = path.with_suffix("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(path.with_suffix(".safetensors")))
+    meta = dict(model.meta)
+    meta.update(metadata)
+    if model.class_names is not None:
+        meta.setdefault("class_names", list(model.class_names))
+    sidecar = {"format": SIDECAR_FORMAT, "config": model.config.to_dict(), **meta}
+    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    return path.with_suffix(".safetensors")
+
+
+def read_safetensors(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict[str, torch.Tensor]:
+    """Load a .safetensors file after checking its size; errors become ``CheckpointError``."""
+    path = Path(path)
+    refuse_pickle(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path.name}: no such weights file")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise CheckpointError(
+            f"{path.name} is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB. Use a smaller model.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises several types for corrupt headers
+        raise CheckpointError(f"{path.name} is not a valid safetensors file ({e}).") from e
+
+
+def refuse_pickle(path: Path) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{path.name} is a pickle file. Loading a pickle can run arbitrary code, so ViT Explorer "
+            "never opens one. Convert it to .safetensors (safetensors.torch.save_file) and try again.")
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", max_bytes: int = MAX_CHECKPOINT_BYTES) -> VisionTransformer:
+    """Load a project checkpoint written by ``save_model`` (either file of the pair may be named)."""
+    path = Path(path)
+    refuse_pickle(path)
+    base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    sidecar_path = base.with_suffix(".json")
+    if not sidecar_path.is_file():
+        raise CheckpointError(f"{base.name}: the JSON sidecar {sidecar_path.name} is missing.")
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+        config = ViTConfig.from_dict(sidecar.pop("config"))
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{sidecar_path.name} does not describe a valid model config ({e}).") from e
+    sidecar.pop("format", None)
+    model = VisionTransformer(config)
+    load_state_checked(model, read_safetensors(base.with_suffix(".safetensors"), max_bytes))
+    model.class_names = sidecar.get("class_names")
+    model.meta = sidecar
+    return prepare_for_inference(model, device)
+
+
+def load_state_checked(model: VisionTransformer, state: Mapping[str, torch.Tensor]) -> None:
+    """Copy ``state`` into ``model`` after checking names, shapes and dtypes, with readable errors."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s), e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[:3]}")
+        raise CheckpointError("The weights do not fit this model: " + "; ".join(parts) + ".")
+    for name, ref in expected.items():
+        t = state[name]
+        if tuple(t.shape) != tuple(ref.shape):
+            raise CheckpointError(f"Tensor {name} has shape {tuple(t.shape)}, but the model needs {tuple(ref.shape)}.")
+        if not t.dtype.is_floating_point:
+            raise CheckpointError(f"Tensor {name} has dtype {t.dtype}; weights must be floating point.")
+        if not torch.isfinite(t).all():
+            raise CheckpointError(f"Tensor {name} contains NaN or infinite values.")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def prepare_for_inference(model: VisionTransformer, device: torch.device | str) -> VisionTransformer:
+    """Eval mode, no gradients, on ``device``: done once, before the model is shared."""
+    model.eval().requires_grad_(False)
+    return model.to(device)
+
+
+# --- Hugging Face ---------------------------------------------------------------------------------
+
+# Both key layouts map to this project's names. The hub's checkpoint files use the first column's
+# style (encoder.layer.N.attention.attention.query); recent transformers modules use q_proj etc.
+_HF_BLOCK_KEYS = {
+    "layernorm_before": "norm1",
+    "layernorm_after": "norm2",
+    "attention.attention.query": "attn.q",
+    "attention.attention.key": "attn.k",
+    "attention.attention.value": "attn.v",
+    "attention.output.dense": "attn.proj",
+    "attention.q_proj": "attn.q",
+    "attention.k_proj": "attn.k",
+    "attention.v_proj": "attn.v",
+    "attention.o_proj": "attn.proj",
+    "intermediate.dense": "mlp.fc1",
+    "output.dense": "mlp.fc2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+_HF_TOP_KEYS = {
+    "embeddings.cls_token": "cls_token",
+    "embeddings.position_embeddings": "pos_embed",
+    "embeddings.patch_embeddings.projection.weight": "patch_embed.weight",
+    "embeddings.patch_embeddings.projection.bias": "patch_embed.bias",
+    "layernorm.weight": "norm.weight",
+    "layernorm.bias": "norm.bias",
+    "pooler.dense.weight": "pre_logits.weight",
+    "pooler.dense.bias": "pre_logits.bias",
+    "classifier.weight": "head.weight",
+    "classifier.bias": "head.bias",
+}
+_BLOCK_RE = re.compile(r"^(?:encoder\.layer|layers|encoder\.layers)\.(\d+)\.(.+)\.(weight|bias)$")
+
+
+def convert_hf_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a Hugging Face ViT state dict (either layout, with or without ``vit.``) to ours."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        k = key[4:] if key.startswith("vit.") else key
+        if k in _HF_TOP_KEYS:
+            out[_HF_TOP_KEYS[k]] = value
+            continue
+        m = _BLOCK_RE.match(k)
+        if not m or m.group(2) not in _HF_BLOCK_KEYS:
+            raise CheckpointError(f"Unrecognised Hugging Face ViT weight {key!r}.")
+        layer, ours, kind = int(m.group(1)), _HF_BLOCK_KEYS[m.group(2)], m.group(3)
+        if ours in ("attn.q", "attn.k", "attn.v"):
+            qkv.setdefault((layer, kind), {})[ours[-1]] = value
+        else:
+            out[f"blocks.{layer}.{ours}.{kind}"] = value
+    for (layer, kind), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"Layer {layer} is missing part of its query/key/value {kind}.")
+        out[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out
+
+
+def config_from_hf(hf: Any, state: Mapping[str, torch.Tensor] | None = None) -> ViTConfig:
+    """A ``ViTConfig`` from a transformers ``ViTConfig`` or its config.json dict."""
+    get = (lambda k, d=None: hf.get(k, d)) if isinstance(hf, Mapping) else (lambda k, d=None: getattr(hf, k, d))
+    act = get("hidden_act", "gelu")
+    if act != "gelu":
+        raise CheckpointError(f"Only the exact GELU activation is supported; this checkpoint uses {act!r}.")
+    keys = {k[4:] if k.startswith("vit.") else k for k in (state or {})}
+    has_classifier = "classifier.weight" in keys if state is not None else bool(get("id2label"))
+    num_classes = int(state[next(k for k in state if k.endswith("classifier.weight"))].shape[0]) if (state is not None and has_classifier) else 0
+    if state is None and has_classifier:
+        num_classes = len(get("id2label"))
+    has_pooler = "pooler.dense.weight" in keys
+    image_size = get("image_size", 224)
+    patch_size = get("patch_size", 16)
+    return ViTConfig(
+        image_size=int(image_size[0] if isinstance(image_size, (list, tuple)) else image_size),
+        patch_size=int(patch_size[0] if isinstance(patch_size, (list, tuple)) else patch_size),
+        in_channels=int(get("num_channels", 3)),
+        dim=int(get("hidden_size", 768)),
+        depth=int(get("num_hidden_layers", 12)),
+        heads=int(get("num_attention_heads", 12)),
+        mlp_dim=int(get("intermediate_size", 3072)),
+        num_classes=num_classes,
+        norm_eps=float(get("layer_norm_eps", 1e-12)),
+        qkv_bias=bool(get("qkv_bias", True)),
+        dropout=float(get("hidden_dropout_prob", 0.0)),
+        attention_dropout=float(get("attention_probs_dropout_prob", 0.0)),
+        representation_size=(int(get("pooler_output_size", None) or get("hidden_size", 768)) if has_pooler and not has_classifier else None),
+    )
+
+
+def from_hf(model_or_state_dict: Any, config: Any = None) -> VisionTransformer:
+    """Build a ``VisionTransformer`` from Hugging Face's ``ViTForImageClassification`` or ``ViTModel``.
+
+    Pass the transformers model itself, or a state dict plus ``config`` (a transformers ViTConfig,
+    its config.json as a dict, or a ``vit.ViTConfig``). A headless model's pooler becomes the tanh
+    representation layer; when a classifier is present the pooler (unused by HF) is dropped.
+    """
+    if hasattr(model_or_state_dict, "state_dict") and callable(model_or_state_dict.state_dict):
+        hf_model = model_or_state_dict
+        state = dict(hf_model.state_dict())
+        config = config or hf_model.config
+        id2label = getattr(hf_model.config, "id2label", None)
+    else:
+        state = dict(model_or_state_dict)
+        id2label = (config.get("id2label") if isinstance(config, Mapping) else getattr(config, "id2label", None))
+        if config is None:
+            raise CheckpointError("from_hf needs a config when given a bare state dict (heads cannot be inferred).")
+    keys = {k[4:] if k.startswith("vit.") else k for k in state}
+    if "classifier.weight" in keys:  # HF's classification model ignores the pooler
+        state = {k: v for k, v in state.items() if "pooler." not in k}
+    cfg = config if isinstance(config, ViTConfig) else config_from_hf(config, state)
+    model = VisionTransformer(cfg)
+    load_state_checked(model, convert_hf_state_dict(state))
+    if id2label and cfg.num_classes:
+        labels = {int(k): v for k, v in id2label.items()}
+        model.class_names = [labels.get(i, f"class {i}") for i in range(cfg.num_classes)]
+    return model.eval()
+
+
+def load_hf_directory(path: str | Path, device: torch.device | str = "cpu", max_bytes: int = MAX_CHECKPOINT_BYTES) -> VisionTransformer:
+    """Load a directory written by ``save_pretrained`` (config.json + model.safetensors), offline."""
+    path = Path(path)
+    config_path = path / "config.json"
+    weights = path / "model.safetensors"
+    if not config_path.is_file():
+        raise CheckpointError(f"{path.name}: no config.json; this is not a Hugging Face model directory.")
+    if not weights.is_file():
+        pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        hint = f" It has {pickles[0]}, a pickle file, which is never opened here; re-save with safe_serialization=True." if pickles else ""
+        raise CheckpointError(f"{path.name}: no model.safetensors.{hint}")
+    try:
+        hf_config = json.loads(config_path.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{path.name}/config.json is not valid JSON ({e}).") from e
+    model_type = hf_config.get("model_type", "vit")
+    if model_type not in ("vit", "deit", "dino"):
+        raise CheckpointError(f"{path.name} holds a {model_type!r} model; only ViT-style models are supported.")
+    model = from_hf(read_safetensors(weights, max_bytes), hf_config)
+    meta: dict[str, Any] = {"source": "huggingface", "mean": [0.5] * model.config.in_channels, "std": [0.5] * model.config.in_channels}
+    pre = path / "preprocessor_config.json"
+    if pre.is_file():
+        try:
+            p = json.loads(pre.read_text())
+            meta["mean"], meta["std"] = list(p.get("image_mean", meta["mean"])), list(p.get("image_std", meta["std"]))
+        except ValueError:
+            pass
+    meta["resize"] = "squash"  # HF's ViTImageProcessor resizes straight to image_size × image_size
+    model.meta = meta
+    return prepare_for_inference(model, device)
