@@ -1,0 +1,66 @@
+"""Stage 2: the linear patch embedding E and the [class] token."""
+
+import numpy as np
+import streamlit as st
+import torch
+
+from pages import common
+from vit import analysis, plots
+
+choice = common.current_model()
+model, cfg = choice.model, choice.model.config
+trace = common.current_trace()
+n, values = trace["patches"].shape
+tokens, D = trace["hidden_states"].shape[-2:]
+gh, gw = (int(v) for v in trace["grid"])
+
+st.title("2. Linear projection and the [class] token")
+common.explain(
+    f"Each flattened patch (a vector of {values} values) is multiplied by one learned matrix **E** of shape "
+    f"{values} × {D}. Every patch gets the *same* projection, so the model sees each patch in the same "
+    f"\"vocabulary\" of {D} dimensions. In code this is a Conv2d whose kernel and stride are both P = {cfg.patch_size}: "
+    "sliding a P×P filter with no overlap is exactly a matrix product with each flattened patch. "
+    "Then a learned **[class]** token is put in front of the sequence, as BERT's [CLS]. It belongs to no patch; "
+    "through attention it gathers what the head needs, and its final state is what the model classifies.",
+    r"\mathbf{z}_0 = [\,\mathbf{x}_\text{class};\; \mathbf{x}_p^1\mathbf{E};\; \mathbf{x}_p^2\mathbf{E};\; \dots;\; "
+    r"\mathbf{x}_p^N\mathbf{E}\,] + \mathbf{E}_\text{pos}, \qquad \mathbf{E} \in \mathbb{R}^{(P^2\cdot C)\times D}")
+st.info(f"Live shapes: patches ({n}, {values}) × E ({values}, {D}) = ({n}, {D}); with [class] prepended: "
+        f"({tokens}, {D}); plus E_pos ({tokens}, {D}) → z₀ ({tokens}, {D}).")
+
+st.subheader("Conv2d with kernel = stride = P is a Linear layer")
+with torch.inference_mode():
+    x = torch.from_numpy(trace["patches"])[None]
+    w = model.patch_embed.weight.detach().cpu().float()
+    linear = x @ w.permute(0, 2, 3, 1).reshape(D, -1).T + model.patch_embed.bias.detach().cpu().float()
+diff = float((linear[0].numpy() - trace["patch_embeddings"]).__abs__().max())
+st.markdown(f"Flattening the {n} patches and multiplying by the reshaped Conv2d weight gives the same "
+            f"{n} × {D} matrix as the convolution: the largest difference on your image is **{diff:.1e}** "
+            "(floating-point rounding).")
+st.code("patches = rearrange(x, 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)', p1=P, p2=P)\n"
+        "E = rearrange(conv.weight, 'd c p1 p2 -> (p1 p2 c) d')\n"
+        "assert torch.allclose(patches @ E + conv.bias, conv(x).flatten(2).transpose(1, 2))", language="python")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("What E looks for")
+    k = st.slider("Principal components", 4, min(28, D, values), min(28, D, values), key="pca_k")
+    components, explained = analysis.embedding_filter_pca(model.patch_embed.weight.detach().cpu(), k)
+    st.markdown("The paper's Fig. 7 (left): the top principal components of the learned filters E, each "
+                "drawn as a P×P patch. Trained models learn smooth, low-frequency bases, like the first "
+                "functions of a Fourier or wavelet basis; untrained ones show noise.")
+    common.plot(plots.filters_figure(components.numpy(), explained.numpy()), key="filters_pca")
+with right:
+    st.subheader("How strongly each patch is embedded")
+    norms = np.linalg.norm(trace["patch_embeddings"], axis=-1).reshape(gh, gw)
+    st.markdown("The length ‖x_p E‖ of each patch embedding, laid over the image. Patches with more "
+                "structure (edges, texture) often get longer vectors than flat background.")
+    common.plot(plots.patch_map_figure(norms, trace["input"], title="‖xₚE‖ per patch", colorbar_title="norm"), key="embed_norms")
+
+st.subheader("The token matrix z₀")
+st.markdown(f"Each row is one token, each column one of the {D} dimensions: row 0 is the [class] token, "
+            f"rows 1–{n} are the patches in order. This is what enters the first encoder block.")
+common.plot(plots.token_matrix_figure(trace["hidden_states"][0]), key="token_matrix")
+with st.expander("[class] token or mean pooling?"):
+    st.markdown("The paper reads the final [class] token. Some later models (and the paper's own ablation in "
+                "Appendix D.3) instead average all patch tokens — *global average pooling* — and reach similar "
+                f"accuracy. This model uses **{'the [class] token' if cfg.pool == 'cls' else 'mean pooling'}**.")

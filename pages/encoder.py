@@ -1,0 +1,78 @@
+"""Stage 5: the pre-LayerNorm encoder block, token norms, the logit lens and the prediction."""
+
+import numpy as np
+import streamlit as st
+
+from pages import common
+from vit import plots
+
+choice = common.current_model()
+model, cfg = choice.model, choice.model.config
+trace = common.current_trace()
+L = cfg.depth
+T, D = trace["hidden_states"].shape[-2:]
+
+st.title("5. Encoder blocks and the prediction")
+common.explain(
+    f"The tokens pass through {L} identical **encoder blocks**. Each block first normalises the tokens "
+    "(LayerNorm, *before* each sub-layer: \"pre-LN\"), lets them exchange information by multi-head "
+    "self-attention, and adds the result back onto its input (a **residual connection**). Then each token "
+    f"goes on its own through a small MLP ({D} → {cfg.mlp_dim} → {D}, with a GELU in between), again added "
+    "back. The shapes never change, so blocks can be stacked as deep as you like.",
+    r"\mathbf{z}'_\ell = \text{MSA}(\text{LN}(\mathbf{z}_{\ell-1})) + \mathbf{z}_{\ell-1}, \qquad "
+    r"\mathbf{z}_\ell = \text{MLP}(\text{LN}(\mathbf{z}'_\ell)) + \mathbf{z}'_\ell, \qquad "
+    r"\mathbf{y} = \text{LN}(\mathbf{z}_L^0)")
+
+st.subheader("One block, with your shapes")
+st.graphviz_chart(f"""
+digraph block {{
+  rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica", fontsize=14];
+  zin [label="z(l-1)\\n{T} × {D}", fillcolor="#ffffff"];
+  ln1 [label="LayerNorm\\n{T} × {D}"];
+  msa [label="Multi-head attention\\n{cfg.heads} heads × {cfg.head_dim} dims\\n{T} × {D}", fillcolor="#fde8d7"];
+  add1 [label="+", shape=circle];
+  ln2 [label="LayerNorm\\n{T} × {D}"];
+  mlp [label="MLP: Linear → GELU → Linear\\n{T} × {cfg.mlp_dim} → {T} × {D}", fillcolor="#e3f4e1"];
+  add2 [label="+", shape=circle];
+  zout [label="z(l)\\n{T} × {D}", fillcolor="#ffffff"];
+  zin -> ln1 -> msa -> add1 -> ln2 -> mlp -> add2 -> zout;
+  zin -> add1 [style=dashed, label="residual"];
+  add1 -> add2 [style=dashed, label="residual"];
+}}""")
+
+st.subheader("Token norms across the layers")
+st.markdown("The length of every token after every block. Residual connections only ever *add*, so tokens "
+            "tend to grow with depth; the [class] token starts as one shared vector and fills up with "
+            "information about the image.")
+common.plot(plots.token_norms_figure(trace["token_norms"]), key="token_norms")
+
+st.subheader("The head")
+if cfg.num_classes == 0 or "probs" not in trace:
+    st.info("This model has **no classification head** (a feature extractor, like DINO's). Its output is the "
+            f"final [class] token: a vector of {D} numbers, used by other models downstream.")
+    st.stop()
+
+names = model.class_names or [f"class {i}" for i in range(cfg.num_classes)]
+common.explain(
+    "After the last block the [class] token is normalised once more and mapped to one score (logit) per "
+    f"class by a linear layer ({D} → {cfg.num_classes}); a softmax turns the scores into probabilities. "
+    "(For pre-training the paper used an MLP head with one hidden layer; for fine-tuning a single linear layer.)",
+    r"p(c \mid \mathbf{x}) = \text{softmax}\big(\mathbf{W}\,\text{LN}(\mathbf{z}_L^0) + \mathbf{b}\big)_c")
+if model.meta.get("untrained"):
+    st.warning("This model is untrained: its predictions are close to a guess.")
+probs = trace["probs"]
+best = int(np.argmax(probs))
+st.metric("Prediction", names[best], f"{probs[best]:.1%} confident", delta_color="off")
+k = st.slider("How many classes", 1, min(10, cfg.num_classes), min(5, cfg.num_classes), key="topk")
+common.plot(plots.top_k_figure(probs, names, k=k), key="topk_plot")
+if model.meta.get("dataset") == "fashion-mnist":
+    st.caption("This model only knows 10 kinds of clothing, photographed as light items on a black background, "
+               "28×28 px in grayscale. A photo of anything else gets the closest of those 10.")
+
+st.subheader("Logit lens: what would the model say after each block?")
+st.markdown("Apply the final LayerNorm and the head to the [class] token after *every* block, not just the "
+            "last. Early blocks are usually unsure; watch where the final answer first appears.")
+lens = trace["lens_probs"]
+per_layer = [names[int(i)] for i in lens.argmax(-1)]
+common.plot(plots.logit_lens_figure(lens, names), key="logit_lens")
+st.caption("Top-1 after each block: " + " → ".join(f"{i}: {n}" for i, n in enumerate(per_layer)))

@@ -1,0 +1,395 @@
+"""vit.plots: numpy in, one small plotly figure out, with the data where the eye expects it."""
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from vit import plots
+from vit.plots import (
+    attention_distance_figure, attention_matrix_figure, figure_to_png, filters_figure, image_figure,
+    logit_lens_figure, maps_grid_figure, patch_grid_figure, patch_map_figure, patch_sequence_figure,
+    patch_vectors_figure, position_similarity_figure, scaling_figure, token_matrix_figure,
+    token_norms_figure, top_k_figure, training_curve_figure,
+)
+
+
+@pytest.fixture
+def gen() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def check_common(fig):
+    """Every figure: a Figure, the white template, a height, a readable base font."""
+    assert isinstance(fig, go.Figure)
+    assert fig.layout.height and 200 <= fig.layout.height <= 1000
+    assert fig.layout.font.size >= 14
+    assert fig.layout.template.layout.paper_bgcolor in ("white", "#ffffff", "rgb(255,255,255)")
+    fig.to_json()  # serialisable
+
+
+def test_plots_never_imports_streamlit_or_torch():
+    text = open(plots.__file__).read()
+    assert "import streamlit" not in text and "import torch" not in text
+
+
+# --- images -------------------------------------------------------------------------------------
+
+
+def test_image_figure_float_and_gray(gen):
+    rgb = gen.random((8, 12, 3)).astype(np.float32)
+    fig = image_figure(rgb, "hello")
+    check_common(fig)
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Image)
+    z = fig.data[0].z
+    assert z.dtype == np.uint8 and z.shape == (8, 12, 3)
+    np.testing.assert_allclose(z[..., 0].astype(int), np.minimum(np.round(rgb[..., 0] * 255), 250), atol=1)
+    assert fig.layout.title.text == "hello"
+    assert fig.layout.xaxis.showticklabels is False and fig.layout.yaxis.showticklabels is False
+
+    gray = image_figure(gen.random((8, 8, 1)))
+    g = gray.data[0].z
+    assert g.shape == (8, 8, 3) and (g[..., 0] == g[..., 1]).all() and (g[..., 1] == g[..., 2]).all()
+    u8 = image_figure(np.full((4, 4, 3), 100, np.uint8))
+    assert (u8.data[0].z == 100).all()
+
+
+def test_white_image_stays_small():
+    """255 runs are all '/' in base64, which plotly escapes to 6 characters each: images are capped."""
+    fig = image_figure(np.ones((224, 224, 3), np.float32))
+    assert len(fig.to_json()) < 250_000  # 150 kB raw, 200 kB of base64, plus the template
+
+
+def test_patch_grid_lines_labels_and_click(gen):
+    img = gen.random((32, 48, 3))
+    fig = patch_grid_figure(img, 8, show_indices=True, highlight=7)
+    check_common(fig)
+    gh, gw = 4, 6
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    vertical = [s for s in lines if s.x0 == s.x1]
+    horizontal = [s for s in lines if s.y0 == s.y1]
+    assert len(vertical) == gw + 1 and len(horizontal) == gh + 1
+    assert sorted(s.x0 for s in vertical) == [c * 8 - 0.5 for c in range(gw + 1)]
+    # image, index labels, click targets
+    assert len(fig.data) == 3
+    labels, targets = fig.data[1], fig.data[2]
+    assert labels.mode == "text" and list(labels.text) == [str(i) for i in range(gh * gw)]
+    assert labels.hoverinfo == "skip"
+    assert list(targets.customdata) == list(range(gh * gw))
+    assert "%{customdata}" in targets.hovertemplate
+    # patch 7 = row 1, column 1: centre at (8 + 3.5, 8 + 3.5)
+    assert targets.x[7] == pytest.approx(11.5) and targets.y[7] == pytest.approx(11.5)
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(rects) == 1 and (rects[0].x0, rects[0].x1, rects[0].y0, rects[0].y1) == (7.5, 15.5, 7.5, 15.5)
+    assert "24 patches" in fig.layout.title.subtitle.text
+
+
+def test_patch_grid_skips_labels_when_crowded(gen):
+    fig = patch_grid_figure(gen.random((84, 84, 3)), 4)  # 441 patches
+    assert len(fig.data) == 2 and len(fig.data[1].customdata) == 441
+    assert patch_grid_figure(gen.random((16, 16, 3)), 8, show_indices=False).data[-1].mode == "markers"
+    with pytest.raises(ValueError):
+        patch_grid_figure(gen.random((16, 16, 3)), 8, highlight=4)
+
+
+def test_patch_sequence_tiles_in_order(gen):
+    p, c, n = 4, 3, 40
+    patches = gen.random((n, p * p * c)).astype(np.float32)
+    fig = patch_sequence_figure(patches, p, c, max_patches=20)
+    check_common(fig)
+    assert len(fig.data) == 2
+    strip = fig.data[0].z
+    assert strip.dtype == np.uint8
+    assert strip.shape == (2 * p + 1, 16 * p + 15, 3)  # 20 patches → 16 + 4, 1-px separators
+    want = np.minimum(np.round(patches[17].reshape(p, p, c) * 255), 250)  # patch 17: row 1, slot 1
+    np.testing.assert_allclose(strip[p + 1 : 2 * p + 1, p + 1 : 2 * p + 1].astype(int), want, atol=1)
+    assert (strip[p, :] == 250).all()  # separator row
+    assert list(fig.data[1].customdata) == list(range(20))
+    assert "first 20 of 40 patches" in fig.layout.title.subtitle.text
+    gray = patch_sequence_figure(gen.random((3, 4)), 2, 1)
+    assert gray.data[0].z.shape == (2, 3 * 2 + 2, 3) and "all 3 patches" in gray.layout.title.subtitle.text
+
+
+def test_patch_vectors_heatmap(gen):
+    patches = gen.random((100, 48))
+    fig = patch_vectors_figure(patches, max_patches=30)
+    check_common(fig)
+    assert len(fig.data) == 1 and fig.data[0].z.shape == (30, 48)
+    np.testing.assert_allclose(fig.data[0].z, patches[:30], atol=1e-4)
+    assert fig.data[0].z.dtype == np.float32
+    assert "48 numbers" in fig.layout.title.text
+    assert fig.layout.yaxis.autorange == "reversed"
+
+
+def test_filters_each_normalised(gen):
+    k, c, p = 10, 3, 4
+    comps = gen.standard_normal((k, c, p, p))
+    comps[3] *= 100  # scale must not leak across components
+    explained = np.linspace(0.3, 0.01, k)
+    fig = filters_figure(comps, explained, cols=4)
+    check_common(fig)
+    assert fig.layout.title.text == "Principal components of the patch-embedding filters E"
+    image = fig.data[0].z
+    gap = 1
+    assert image.shape == (3 * p + 2 * gap, 4 * p + 3 * gap, 3)
+    for i in (0, 3, 9):
+        r, col = divmod(i, 4)
+        tile = image[r * (p + gap) : r * (p + gap) + p, col * (p + gap) : col * (p + gap) + p].astype(int)
+        x = comps[i].transpose(1, 2, 0)
+        want = np.minimum(np.round((x - x.min()) / (x.max() - x.min()) * 255), 250)
+        np.testing.assert_allclose(tile, want, atol=1)
+        assert tile.min() == 0
+    hover = fig.data[1]
+    assert len(hover.text) == k and "component 1" in hover.text[0] and "30.0%" in hover.text[0]
+    assert "component 10" in hover.text[9]
+
+
+def test_filters_gray_without_explained(gen):
+    fig = filters_figure(gen.standard_normal((5, 1, 3, 3)))
+    assert fig.data[0].z.shape[-1] == 3 and len(fig.data[1].text) == 5
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+def test_token_matrix_diverging_and_class_row(gen):
+    tokens = gen.standard_normal((10, 32))
+    fig = token_matrix_figure(tokens, max_dims=20)
+    check_common(fig)
+    h = fig.data[0]
+    assert h.z.shape == (10, 20) and h.zmid == 0 and h.zmin == -h.zmax
+    assert h.colorscale[0][1] != h.colorscale[-1][1]
+    assert list(h.y)[0] == "[class]" and list(h.y)[1] == "patch 0" and len(h.y) == 10
+    rect = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(rect) == 1 and (rect[0].y0, rect[0].y1) == (-0.5, 0.5) and rect[0].x1 == 19.5
+    assert "[class]" in fig.layout.yaxis.ticktext
+    assert token_matrix_figure(tokens).data[0].z.shape == (10, 32)
+
+
+# --- maps ---------------------------------------------------------------------------------------
+
+
+def test_patch_map_covers_image(gen):
+    img = gen.random((64, 96, 3))
+    values = gen.random((4, 6))
+    fig = patch_map_figure(values, img, title="map", zmin=0, zmax=2, opacity=0.5, colorbar_title="share")
+    check_common(fig)
+    assert len(fig.data) == 2 and isinstance(fig.data[0], go.Image) and isinstance(fig.data[1], go.Heatmap)
+    h = fig.data[1]
+    assert h.z.shape == (4, 6)  # patch resolution, never upsampled
+    assert h.opacity == 0.5 and (h.zmin, h.zmax) == (0, 2)
+    # cells cover [-0.5, W-0.5] × [-0.5, H-0.5], one patch each
+    assert h.dx == 16 and h.dy == 16
+    assert h.x0 - h.dx / 2 == -0.5 and h.x0 + (6 - 0.5) * h.dx == 96 - 0.5
+    assert h.y0 - h.dy / 2 == -0.5 and h.y0 + (4 - 0.5) * h.dy == 64 - 0.5
+    assert fig.layout.yaxis.scaleanchor == "x"
+    assert tuple(fig.layout.yaxis.range) == (63.5, -0.5)  # y grows downward
+    assert h.customdata[1][2] == 8  # patch index on hover
+    assert h.colorbar.title.text == "share"
+
+
+def test_patch_map_without_image(gen):
+    fig = patch_map_figure(gen.random((3, 5)))
+    assert len(fig.data) == 1 and fig.data[0].z.shape == (3, 5)
+    assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.scaleanchor == "x"
+    assert fig.data[0].zmin == pytest.approx(float(fig.data[0].z.min()), abs=1e-4)
+
+
+def test_maps_grid_tiles_with_nan_gaps(gen):
+    maps = gen.random((2, 3, 4, 4)).astype(np.float32)
+    rows, cols = ["layer 1", "layer 2"], ["head 1", "head 2", "head 3"]
+    fig = maps_grid_figure(maps, rows, cols, title="attention")
+    check_common(fig)
+    assert len(fig.data) == 1
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (2 * 4 + 1, 3 * 4 + 2)
+    assert np.isnan(z[4]).all() and np.isnan(z[:, 4]).all() and np.isnan(z[:, 9]).all()
+    assert np.isfinite(z).sum() == maps.size
+    for r in range(2):
+        for c in range(3):
+            np.testing.assert_allclose(z[r * 5 : r * 5 + 4, c * 5 : c * 5 + 4], maps[r, c], atol=1e-4)
+    h = fig.data[0]
+    assert h.zmin == pytest.approx(maps.min(), abs=1e-4) and h.zmax == pytest.approx(maps.max(), abs=1e-4)
+    assert list(fig.layout.xaxis.ticktext) == cols and list(fig.layout.yaxis.ticktext) == rows
+    assert list(fig.layout.xaxis.tickvals) == [1.5, 6.5, 11.5] and list(fig.layout.yaxis.tickvals) == [1.5, 6.5]
+    # hover: per-row and per-column labels name the tile and the cell
+    assert len(h.x) == z.shape[1] and len(h.y) == z.shape[0]
+    assert h.y[6] == "layer 2, row 1" and h.x[12] == "head 3, col 2"
+    assert "%{x}" in h.hovertemplate and "%{y}" in h.hovertemplate and "%{z" in h.hovertemplate
+    assert fig.layout.yaxis.scaleanchor == "x"
+
+
+def test_maps_grid_scales(gen):
+    maps = gen.random((1, 2, 3, 3)) * np.array([1, 100])[None, :, None, None]
+    fixed = maps_grid_figure(maps, None, ["a", "b"], zmin=0, zmax=5)
+    assert (fixed.data[0].zmin, fixed.data[0].zmax) == (0, 5)
+    own = maps_grid_figure(maps, ["x"], ["a", "b"], title="heads", shared_scale=False)
+    z = np.asarray(own.data[0].z)
+    for c in range(2):
+        tile = z[:, c * 4 : c * 4 + 3]
+        assert np.nanmin(tile) == pytest.approx(0) and np.nanmax(tile) == pytest.approx(1)
+    assert "own 0–1" in own.layout.title.text and (own.data[0].zmin, own.data[0].zmax) == (0, 1)
+    dup = maps_grid_figure(maps, ["x"], ["a", "a"])  # duplicate labels must not merge categories
+    assert len(set(dup.data[0].x)) == len(dup.data[0].x)
+
+
+def test_overview_json_is_small(gen):
+    maps = gen.dirichlet(np.ones(196), size=(12, 12)).reshape(12, 12, 14, 14)
+    fig = maps_grid_figure(maps, [f"layer {i + 1}" for i in range(12)], [f"head {j + 1}" for j in range(12)])
+    assert len(fig.data) == 1 and fig.data[0].z.shape == (12 * 15 - 1, 12 * 15 - 1)
+    assert len(fig.to_json()) < 300_000
+
+
+def test_position_similarity(gen):
+    gh, gw = 3, 4
+    emb = gen.standard_normal((gh * gw, 8))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    sim = emb @ emb.T
+    fig = position_similarity_figure(sim, (gh, gw))
+    check_common(fig)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (gh * gh + gh - 1, gw * gw + gw - 1)
+    # tile (1, 2) is position 1·4 + 2 = 6 against all positions
+    np.testing.assert_allclose(z[1 * 4 : 1 * 4 + gh, 2 * 5 : 2 * 5 + gw], sim[6].reshape(gh, gw), atol=1e-4)
+    assert z[1 * 4 + 1, 2 * 5 + 2] == pytest.approx(1, abs=1e-4)  # itself
+    assert (fig.data[0].zmin, fig.data[0].zmax) == (-1, 1)
+    assert fig.layout.xaxis.title.text == "input patch column" and fig.layout.yaxis.title.text == "input patch row"
+    assert len(fig.layout.xaxis.ticktext) == gw and len(fig.layout.yaxis.ticktext) == gh
+    with pytest.raises(ValueError):
+        position_similarity_figure(sim, (4, 4))
+
+
+def test_position_similarity_14x14_json_is_small(gen):
+    sim = np.corrcoef(gen.standard_normal((196, 20)))
+    fig = position_similarity_figure(sim, (14, 14))
+    assert fig.data[0].z.shape == (209, 209) and len(fig.to_json()) < 350_000
+
+
+# --- attention ----------------------------------------------------------------------------------
+
+
+def test_attention_matrix(gen):
+    t = 10
+    a = gen.dirichlet(np.ones(t), size=t)
+    fig = attention_matrix_figure(a, title="layer 1, head 1")
+    check_common(fig)
+    assert len(fig.data) == 1 and fig.data[0].z.shape == (t, t)
+    np.testing.assert_allclose(fig.data[0].z, a, atol=1e-4)
+    assert list(fig.data[0].x)[0] == "[class]" and list(fig.data[0].y)[0] == "[class]"
+    assert fig.layout.yaxis.autorange == "reversed"
+    assert "query" in fig.layout.yaxis.title.text and "key" in fig.layout.xaxis.title.text
+    assert fig.data[0].zmin == 0
+    big = attention_matrix_figure(gen.random((1, 1, 257, 257)))
+    assert len(big.data) == 1 and big.data[0].z.shape == (257, 257)
+
+
+def test_attention_distance(gen):
+    layers, heads = 4, 3
+    d = gen.random((layers, heads)) * 100
+    fig = attention_distance_figure(d, selected=(2, 1))
+    check_common(fig)
+    assert len(fig.data) == heads + 1
+    for h in range(heads):
+        tr = fig.data[h]
+        assert list(tr.x) == [1, 2, 3, 4] and tr.name == f"head {h + 1}"
+        np.testing.assert_allclose(tr.y, d[:, h], atol=0.01)
+        assert [list(cd) for cd in tr.customdata] == [[l, h] for l in range(layers)]
+    sel = fig.data[-1]
+    assert list(sel.x) == [3] and sel.y[0] == pytest.approx(d[2, 1], abs=0.01) and sel.marker.size > fig.data[0].marker.size
+    assert fig.layout.xaxis.title.text == "Network depth (layer)"
+    assert fig.layout.yaxis.title.text == "Mean attention distance (pixels)"
+    assert len(attention_distance_figure(d).data) == heads
+
+
+# --- tokens through the network, predictions ----------------------------------------------------
+
+
+def test_token_norms(gen):
+    norms = gen.random((5, 21)) * 10
+    fig = token_norms_figure(norms)
+    check_common(fig)
+    names = [t.name for t in fig.data]
+    cls = fig.data[names.index("[class]")]
+    np.testing.assert_allclose(cls.y, norms[:, 0], atol=1e-3)
+    median = fig.data[names.index("patches, median")]
+    np.testing.assert_allclose(median.y, np.median(norms[:, 1:], axis=1), atol=1e-3)
+    upper = fig.data[names.index("patches, 10–90%")]
+    assert upper.fill == "tonexty"
+    np.testing.assert_allclose(upper.y, np.percentile(norms[:, 1:], 90, axis=1), atol=1e-3)
+    assert list(cls.x) == [0, 1, 2, 3, 4] and "after block" in fig.layout.xaxis.title.text
+
+
+def test_logit_lens_rows(gen):
+    layers, classes = 4, 8
+    probs = np.full((layers + 1, classes), 0.01)
+    probs[:, 0] = [0.1, 0.2, 0.3, 0.5, 0.9]  # final top-1
+    probs[:, 1] = [0.05, 0.1, 0.2, 0.4, 0.05]  # second at the end
+    probs[0, 5] = 0.8  # top-1 at z0 only
+    probs[1, 6] = 0.7  # top-1 after block 1 only
+    probs[2, 7] = 0.6
+    names = [f"class {i}" for i in range(classes)]
+    fig = logit_lens_figure(probs, names, top=2)
+    check_common(fig)
+    h = fig.data[0]
+    assert list(h.y) == ["class 0", "class 1", "class 5", "class 6", "class 7"]
+    assert h.z.shape == (5, layers + 1)
+    np.testing.assert_allclose(h.z[0], probs[:, 0], atol=1e-4)
+    assert list(h.x)[0] == "z₀" and len(h.x) == layers + 1
+    assert h.texttemplate and (h.zmin, h.zmax) == (0, 1)
+
+
+def test_top_k_ordering(gen):
+    probs = np.array([0.05, 0.5, 0.1, 0.3, 0.05])
+    fig = top_k_figure(probs, ["a", "b", "c", "d", "e"], k=3)
+    check_common(fig)
+    bar = fig.data[0]
+    assert bar.orientation == "h"
+    assert list(bar.y) == ["b", "d", "c"] and list(bar.x) == [0.5, 0.3, 0.1]
+    assert fig.layout.yaxis.autorange == "reversed"  # first (highest) bar on top
+    assert "%" in bar.texttemplate
+
+
+# --- playground and training --------------------------------------------------------------------
+
+
+def test_scaling():
+    fig = scaling_figure([224, 64, 128], 16)
+    check_common(fig)
+    assert len(fig.data) == 2
+    assert list(fig.data[0].x) == [64, 128, 224] and list(fig.data[0].y) == [16, 64, 196]
+    assert list(fig.data[1].y) == [17**2, 65**2, 197**2]
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
+
+
+def test_training_curves():
+    history = [dict(epoch=e, train_loss=2 / e, train_acc=0.3 * e, test_acc=0.25 * e, neighbour_score=0.2 * e) for e in (1, 2, 3)]
+    fig = training_curve_figure(history)
+    check_common(fig)
+    names = [t.name for t in fig.data]
+    assert names == ["train loss", "train accuracy", "test accuracy", "position neighbour score"]
+    assert list(fig.data[0].y) == [2.0, 1.0, 0.6667]
+    assert fig.data[0].xaxis == "x" and fig.data[1].xaxis == "x2"
+    without = training_curve_figure([dict(epoch=1, train_loss=1.0, train_acc=0.1, test_acc=0.1)])
+    assert len(without.data) == 3
+    check_common(training_curve_figure([]))
+
+
+def test_figure_to_png_without_kaleido():
+    fig = top_k_figure(np.array([0.6, 0.4]), ["a", "b"])
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        assert figure_to_png(fig) is None
+    else:
+        png = figure_to_png(fig)
+        assert png is None or png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_accepts_tensors():
+    torch = pytest.importorskip("torch")
+    fig = patch_map_figure(torch.rand(2, 2, requires_grad=True) * 1)
+    assert fig.data[0].z.shape == (2, 2)
+    fig = image_figure(torch.rand(3, 8, 8))  # (C, H, W) is recognised
+    assert fig.data[0].z.shape == (8, 8, 3)
+    json.loads(fig.to_json())

@@ -1,0 +1,786 @@
+"""Plotly figures for every stage of a Vision Transformer: numpy arrays in, ``go.Figure`` out.
+
+Written for a classroom projector: large fonts, clear titles and axis labels, a value on hover,
+the same colour scale wherever the same quantity appears. Payloads stay small by drawing what is
+seen at the resolution it is seen: a grid of maps is one heatmap with NaN gaps (never one trace
+per map), images travel as uint8 ``go.Image`` at their own resolution, maps at patch resolution,
+floats as rounded float32 (plotly sends numpy arrays as base64 typed arrays).
+
+Conventions: patch indices, patch rows and columns are 0-based, in the row-major order of the
+token sequence (token 0 is [class], patch i is token i + 1); layers and heads are labelled from 1
+(the caller supplies their labels), and click ``customdata`` is always 0-based.
+
+Nothing here imports torch or streamlit; tensors are accepted and converted with numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "FONT_SIZE", "image_figure", "patch_grid_figure", "patch_sequence_figure", "patch_vectors_figure",
+    "filters_figure", "token_matrix_figure", "patch_map_figure", "maps_grid_figure",
+    "position_similarity_figure", "attention_matrix_figure", "attention_distance_figure",
+    "token_norms_figure", "logit_lens_figure", "top_k_figure", "scaling_figure",
+    "training_curve_figure", "figure_to_png",
+]
+
+FONT_SIZE = 16  # base font for a projector
+TITLE_SIZE = 20
+SMALL_SIZE = 13  # tick labels of dense grids
+CLASS_LABEL = "[class]"
+DIVERGING = "RdBu_r"  # negative blue, positive red, white at 0
+SEQUENTIAL = "Viridis"
+HEAD_COLOURS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#e7ba52", "#7b4173", "#3182bd",
+)
+_GRID_WIDTH = 900  # nominal plot width (px) used to pick heights; the real width follows the page
+# Images are capped at 250 (imperceptible): plotly's JSON escapes "/" as "\u002f", and runs of 255
+# bytes are all "/" in base64, so a white sky would cost six times its size on the wire.
+_WHITE = 250
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _np(x) -> np.ndarray:
+    """A numpy array from anything array-like, tensors on any device included."""
+    if hasattr(x, "detach"):
+        x = x.detach()
+        if hasattr(x, "float") and str(getattr(x, "dtype", "")) in ("torch.bfloat16", "torch.float16"):
+            x = x.float()
+        x = x.cpu().numpy()
+    return np.asarray(x)
+
+
+def _f32(x, decimals: int = 4) -> np.ndarray:
+    """Float32, rounded: what goes over the wire. NaN stays NaN."""
+    return np.round(np.asarray(x, dtype=np.float32), decimals)
+
+
+def _to_uint8(image) -> np.ndarray:
+    """(H, W, 3) uint8 from (H, W), (H, W, 1|3|4) or (1|3, H, W); floats are taken as [0, 1].
+
+    Values are capped at ``_WHITE`` (250) to keep the JSON small; see above."""
+    a = _np(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4):
+        a = a.transpose(1, 2, 0)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"expected an image (H, W, C) with C in 1, 3 or 4, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        a = np.nan_to_num(a.astype(np.float32), nan=0.0)
+        a = np.round(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8)
+    a = np.minimum(a, _WHITE)
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    return np.ascontiguousarray(a[..., :3])
+
+
+def _tile(maps: np.ndarray, gap: int = 1, fill=np.nan) -> np.ndarray:
+    """(R, C, h, w, ...) → (R·h + (R-1)·gap, C·w + (C-1)·gap, ...) with ``fill`` in the gaps."""
+    r, c, h, w = maps.shape[:4]
+    rest = maps.shape[4:]
+    padded = np.full((r, c, h + gap, w + gap, *rest), fill, dtype=maps.dtype)
+    padded[:, :, :h, :w] = maps
+    axes = (0, 2, 1, 3, *range(4, 4 + len(rest)))
+    out = padded.transpose(axes).reshape(r * (h + gap), c * (w + gap), *rest)
+    return out[: r * (h + gap) - gap, : c * (w + gap) - gap]
+
+
+def _wrap(items: np.ndarray, per_row: int, fill) -> np.ndarray:
+    """(n, h, w, ...) → (rows, per_row, h, w, ...), the last row padded with ``fill``."""
+    n = items.shape[0]
+    rows = max(1, math.ceil(n / per_row))
+    out = np.full((rows * per_row, *items.shape[1:]), fill, dtype=items.dtype)
+    out[:n] = items
+    return out.reshape(rows, per_row, *items.shape[1:])
+
+
+def _title(text: str, subtitle: str | None = None) -> dict:
+    title = dict(text=text, x=0.01, xanchor="left", font=dict(size=TITLE_SIZE))
+    if subtitle:
+        title["subtitle"] = dict(text=subtitle, font=dict(size=FONT_SIZE - 1, color="#555"))
+    return title
+
+
+def _layout(fig: go.Figure, title: str = "", height: float = 450, subtitle: str | None = None, **kwargs) -> go.Figure:
+    """The look every figure shares."""
+    top = 20 + (45 if title else 0) + (25 if subtitle else 0)
+    fig.update_layout(
+        template="plotly_white",
+        height=int(round(height)),
+        font=dict(size=FONT_SIZE),
+        title=_title(title, subtitle) if title else None,
+        margin=dict(l=10, r=10, t=top, b=10),
+        hoverlabel=dict(font_size=FONT_SIZE - 1),
+        **kwargs,
+    )
+    return fig
+
+
+def _hide_axes(fig: go.Figure) -> None:
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="", title=None)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="", title=None)
+
+
+def _image_height(h: int, w: int, target_width: int = 520, lo: int = 260, hi: int = 620) -> int:
+    return int(np.clip(target_width * h / max(w, 1), lo, hi))
+
+
+def _grid_height(rows: int, cols: int, extra: int = 120, width: int = _GRID_WIDTH, max_height: int = 820, max_cell: int = 36) -> int:
+    """Height for a square-celled grid of rows × cols cells that fits ``width``."""
+    cell = min(width / max(cols, 1), (max_height - extra) / max(rows, 1), max_cell)
+    return int(max(rows * cell + extra, 220))
+
+
+def _colorbar(title: str = "", **kwargs) -> dict:
+    return dict(title=dict(text=title, side="right"), thickness=16, outlinewidth=0, **kwargs)
+
+
+def _bounds(values: np.ndarray, zmin, zmax) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    lo = float(finite.min()) if zmin is None and finite.size else zmin
+    hi = float(finite.max()) if zmax is None and finite.size else zmax
+    lo = 0.0 if lo is None else float(lo)
+    hi = 1.0 if hi is None else float(hi)
+    if hi <= lo:
+        hi = lo + 1e-6
+    return round(lo, 6), round(hi, 6)
+
+
+def _unique(labels: Sequence[str]) -> list[str]:
+    """Labels made unique (a plotly category axis would merge duplicates)."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        label = str(label)
+        if label in seen:
+            seen[label] += 1
+            label = f"{label} ({seen[label]})"
+        else:
+            seen[label] = 1
+        out.append(label)
+    return out
+
+
+def _short(name: str, limit: int = 32) -> str:
+    name = str(name)
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _token_labels(t: int) -> list[str]:
+    return [CLASS_LABEL] + [f"patch {i}" for i in range(t - 1)]
+
+
+def _token_ticks(t: int, max_ticks: int = 12) -> tuple[list[int], list[str]]:
+    """Tick positions for a token axis: [class] first, then evenly spaced patch numbers."""
+    step = max(1, math.ceil((t - 1) / max_ticks))
+    patches = list(range(0, t - 1, step))
+    return [0] + [p + 1 for p in patches], [CLASS_LABEL] + [str(p) for p in patches]
+
+
+# --- the image and its patches ----------------------------------------------------------------
+
+
+def image_figure(image: np.ndarray, title: str = "") -> go.Figure:
+    """The image as the model sees it, (H, W, C) in [0, 1] or uint8; grayscale is shown gray."""
+    rgb = _to_uint8(image)
+    fig = go.Figure(go.Image(z=rgb, hovertemplate="x %{x}, y %{y}<br>RGB %{z}<extra></extra>"))
+    _layout(fig, title, _image_height(*rgb.shape[:2]) + (45 if title else 0))
+    _hide_axes(fig)
+    return fig
+
+
+def patch_grid_figure(image: np.ndarray, patch_size: int, show_indices: bool = True, highlight: int | None = None) -> go.Figure:
+    """The image cut into P×P patches: grid lines, each patch's index, one patch outlined.
+
+    Traces: the image, then (if labels are shown and there are at most 400 patches) one text
+    trace of indices, then an invisible marker at each patch centre whose ``customdata`` is the
+    0-based patch index, for hover and for a Streamlit ``on_select`` click.
+    """
+    rgb = _to_uint8(image)
+    h, w = rgb.shape[:2]
+    p = int(patch_size)
+    if p <= 0:
+        raise ValueError("patch_size must be positive")
+    gh, gw = h // p, w // p
+    if gh == 0 or gw == 0:
+        raise ValueError(f"image {h}×{w} is smaller than one {p}×{p} patch")
+    n = gh * gw
+    rows, cols = np.divmod(np.arange(n), gw)
+    cx = (cols * p + (p - 1) / 2).astype(np.float32)
+    cy = (rows * p + (p - 1) / 2).astype(np.float32)
+
+    fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    line = dict(color="rgba(255,255,255,0.9)", width=1.5)
+    right, bottom = gw * p - 0.5, gh * p - 0.5
+    shapes = [dict(type="line", x0=c * p - 0.5, x1=c * p - 0.5, y0=-0.5, y1=bottom, line=line, layer="above") for c in range(gw + 1)]
+    shapes += [dict(type="line", x0=-0.5, x1=right, y0=r * p - 0.5, y1=r * p - 0.5, line=line, layer="above") for r in range(gh + 1)]
+
+    height = _image_height(h, w)
+    if show_indices and n <= 400:
+        cell_px = height / max(gh, 1)
+        size = int(np.clip(cell_px * 0.38, 8, 14))
+        fig.add_trace(go.Scatter(
+            x=cx, y=cy, mode="text", text=[str(i) for i in range(n)], name="patch index",
+            textfont=dict(size=size, color="white", shadow="0px 0px 3px black"),
+            hoverinfo="skip", showlegend=False,
+        ))
+    fig.add_trace(go.Scatter(
+        x=cx, y=cy, mode="markers", name="patches",
+        marker=dict(size=max(6, int(height / max(gh, 1) * 0.8)), symbol="square", color="rgba(0,0,0,0)", opacity=0),
+        customdata=np.arange(n, dtype=np.int32),
+        text=[f"row {r}, column {c}" for r, c in zip(rows, cols)],
+        hovertemplate="patch %{customdata}<br>%{text}<extra></extra>",
+        showlegend=False,
+        selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)),
+    ))
+    if highlight is not None:
+        if not 0 <= int(highlight) < n:
+            raise ValueError(f"highlight {highlight} is not a patch index in 0..{n - 1}")
+        r, c = divmod(int(highlight), gw)
+        shapes.append(dict(
+            type="rect", x0=c * p - 0.5, x1=(c + 1) * p - 0.5, y0=r * p - 0.5, y1=(r + 1) * p - 0.5,
+            line=dict(color="#ff2d55", width=4), layer="above",
+        ))
+    subtitle = f"{gh} × {gw} = {n} patches of {p} × {p} pixels"
+    _layout(fig, "The image as a grid of patches", height + 70, subtitle=subtitle,
+            shapes=shapes, hovermode="closest", clickmode="event+select")
+    _hide_axes(fig)
+    return fig
+
+
+def patch_sequence_figure(patches: np.ndarray, patch_size: int, channels: int, max_patches: int = 64) -> go.Figure:
+    """The flattened patches (N, P·P·C), values in [0, 1], as a strip in sequence order.
+
+    The rows of ``patches`` are laid out (p1 p2 c), as ``VisionTransformer.trace`` makes them.
+    One uint8 image, patches wrapped 16 to a row with 1-px white separators; an invisible marker
+    per patch gives its index on hover.
+    """
+    x = _np(patches)
+    if x.ndim == 3 and x.shape[0] == 1:
+        x = x[0]
+    p, c = int(patch_size), int(channels)
+    if x.ndim != 2 or x.shape[1] != p * p * c:
+        raise ValueError(f"expected (N, {p * p * c}) patches, got {x.shape}")
+    total = x.shape[0]
+    n = max(1, min(total, int(max_patches)))
+    tiles = _to_uint8(x[:n].reshape(n * p, p, c)).reshape(n, p, p, 3)
+    per_row = min(16, n)
+    grid = _wrap(tiles, per_row, _WHITE)
+    strip = _tile(grid, gap=1, fill=np.uint8(_WHITE))
+    index = np.arange(n)
+    cx = ((index % per_row) * (p + 1) + (p - 1) / 2).astype(np.float32)
+    cy = ((index // per_row) * (p + 1) + (p - 1) / 2).astype(np.float32)
+    fig = go.Figure(go.Image(z=strip, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=cx, y=cy, mode="markers", customdata=index.astype(np.int32), showlegend=False, name="patches",
+        marker=dict(size=10, color="rgba(0,0,0,0)", opacity=0),
+        hovertemplate="patch %{customdata}<extra></extra>",
+    ))
+    shown = f"all {total} patches" if n == total else f"first {n} of {total} patches"
+    subtitle = f"{shown}, in sequence order (row by row, left to right), each {p}×{p}×{c} = {p * p * c} numbers"
+    rows = grid.shape[0]
+    height = _grid_height(rows * (p + 1), per_row * (p + 1), extra=110, max_cell=4)
+    _layout(fig, "The sequence of patches", height, subtitle=subtitle, hovermode="closest")
+    _hide_axes(fig)
+    return fig
+
+
+def patch_vectors_figure(patches: np.ndarray, max_patches: int = 64) -> go.Figure:
+    """The (N, P²C) matrix of flattened patches as a heatmap: each patch is a word of P²C numbers."""
+    x = _np(patches)
+    if x.ndim == 3 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 2:
+        raise ValueError(f"expected (N, P·P·C) patches, got {x.shape}")
+    total, d = x.shape
+    n = max(1, min(total, int(max_patches)))
+    z = _f32(x[:n])
+    lo, hi = _bounds(z, None, None)
+    fig = go.Figure(go.Heatmap(
+        z=z, x0=0, dx=1, y0=0, dy=1, colorscale="gray", zmin=lo, zmax=hi,
+        colorbar=_colorbar("value"),
+        hovertemplate="patch %{y}<br>number %{x} of the patch: %{z:.3f}<extra></extra>",
+    ))
+    shown = f"all {total} patches" if n == total else f"first {n} of {total} patches"
+    _layout(fig, f"Each patch is a word of {d} numbers", max(320, min(720, 14 * n + 150)),
+            subtitle=f"{shown}; a row is one patch flattened pixel by pixel (row, column, channel)")
+    fig.update_xaxes(title="position in the flattened patch", showgrid=False, zeroline=False)
+    fig.update_yaxes(title="patch (sequence position)", autorange="reversed", showgrid=False, zeroline=False)
+    return fig
+
+
+def filters_figure(components: np.ndarray, explained: np.ndarray | None = None, cols: int = 7) -> go.Figure:
+    """Principal components (k, C, P, P) of the patch-embedding filters E, each scaled to [0, 1]."""
+    comp = _np(components).astype(np.float32)
+    if comp.ndim == 3:
+        comp = comp[:, None]
+    if comp.ndim != 4:
+        raise ValueError(f"expected components (k, C, P, P), got {comp.shape}")
+    k, c, ph, pw = comp.shape
+    flat = comp.reshape(k, -1)
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    norm = (comp - lo[:, None, None, None]) / np.maximum(hi - lo, 1e-12)[:, None, None, None]
+    if c not in (1, 3):
+        norm = norm.mean(axis=1, keepdims=True)
+    tiles = _to_uint8(norm.transpose(0, 2, 3, 1).reshape(k * ph, pw, -1)).reshape(k, ph, pw, 3)
+    per_row = max(1, min(int(cols), k))
+    gap = max(1, ph // 8)
+    image = _tile(_wrap(tiles, per_row, _WHITE), gap=gap, fill=np.uint8(_WHITE))
+    index = np.arange(k)
+    cx = ((index % per_row) * (pw + gap) + (pw - 1) / 2).astype(np.float32)
+    cy = ((index // per_row) * (ph + gap) + (ph - 1) / 2).astype(np.float32)
+    if explained is not None:
+        share = _np(explained).astype(np.float64).reshape(-1)[:k] * 100
+        text = [f"component {i + 1}<br>{s:.1f}% of the variance" for i, s in enumerate(share)]
+    else:
+        text = [f"component {i + 1}" for i in range(k)]
+    fig = go.Figure(go.Image(z=image, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=cx, y=cy, mode="markers", text=text, customdata=index.astype(np.int32), showlegend=False,
+        marker=dict(size=12, color="rgba(0,0,0,0)", opacity=0), hovertemplate="%{text}<extra></extra>",
+        name="components",
+    ))
+    subtitle = "each scaled to its own range; ordered by the variance they explain"
+    if explained is not None:
+        subtitle += f" (top {k} together: {float(share.sum()):.0f}%)"
+    rows = image.shape[0] / (ph + gap)
+    height = _grid_height(image.shape[0], image.shape[1], extra=110, max_cell=9, max_height=120 + rows * 120)
+    _layout(fig, "Principal components of the patch-embedding filters E", height, subtitle=subtitle, hovermode="closest")
+    _hide_axes(fig)
+    return fig
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+def token_matrix_figure(tokens: np.ndarray, max_dims: int | None = None) -> go.Figure:
+    """The (N+1, D) token matrix, row 0 the [class] token, diverging colours centred at 0."""
+    x = _np(tokens)
+    if x.ndim == 3 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 2:
+        raise ValueError(f"expected tokens (N+1, D), got {x.shape}")
+    t, d = x.shape
+    dims = d if max_dims is None else max(1, min(d, int(max_dims)))
+    z = _f32(x[:, :dims])
+    finite = np.abs(z[np.isfinite(z)])
+    m = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+    m = round(max(m, 1e-6), 4)
+    labels = _token_labels(t)
+    fig = go.Figure(go.Heatmap(
+        z=z, x0=0, dx=1, y=labels, colorscale=DIVERGING, zmid=0, zmin=-m, zmax=m,
+        colorbar=_colorbar("value"),
+        hovertemplate="%{y}<br>dimension %{x}: %{z:.3f}<extra></extra>",
+    ))
+    tickvals, ticktext = _token_ticks(t)
+    fig.add_shape(type="rect", x0=-0.5, x1=dims - 0.5, y0=-0.5, y1=0.5, line=dict(color="black", width=2.5))
+    subtitle = f"{t} tokens × {d} dimensions" + ("" if dims == d else f" (first {dims} dimensions shown)")
+    subtitle += "; colours clipped at ±" + f"{m:.3g}"
+    _layout(fig, "The token sequence: one row per token", max(320, min(720, 2.6 * t + 170)), subtitle=subtitle)
+    fig.update_xaxes(title="embedding dimension", showgrid=False, zeroline=False)
+    fig.update_yaxes(title="token", type="category", autorange="reversed", tickmode="array",
+                     tickvals=[labels[i] for i in tickvals], ticktext=ticktext, showgrid=False)
+    return fig
+
+
+# --- maps over the image --------------------------------------------------------------------
+
+
+def patch_map_figure(
+    values: np.ndarray,
+    image: np.ndarray | None = None,
+    title: str = "",
+    colorscale="Viridis",
+    zmin=None,
+    zmax=None,
+    opacity: float = 0.6,
+    colorbar_title: str = "",
+) -> go.Figure:
+    """A (gh, gw) map at patch resolution, laid over the image (each cell covers one patch)."""
+    v = _np(values)
+    if v.ndim == 3 and v.shape[0] == 1:
+        v = v[0]
+    if v.ndim != 2:
+        raise ValueError(f"expected a (gh, gw) map, got {v.shape}")
+    gh, gw = v.shape
+    z = _f32(v)
+    lo, hi = _bounds(z, zmin, zmax)
+    index = np.arange(gh * gw, dtype=np.int32).reshape(gh, gw)
+    heat = dict(
+        z=z, zmin=lo, zmax=hi, colorscale=colorscale, customdata=index,
+        colorbar=_colorbar(colorbar_title), hoverongaps=False,
+        hovertemplate="patch %{customdata}<br>value %{z:.3f}<extra></extra>",
+    )
+    if image is None:
+        fig = go.Figure(go.Heatmap(x0=0, dx=1, y0=0, dy=1, **heat))
+        _layout(fig, title, _image_height(gh, gw) + (45 if title else 0))
+        fig.update_xaxes(title="patch column", showgrid=False, zeroline=False, constrain="domain")
+        fig.update_yaxes(title="patch row", autorange="reversed", scaleanchor="x", scaleratio=1,
+                         showgrid=False, zeroline=False, constrain="domain")
+        return fig
+    rgb = _to_uint8(image)
+    h, w = rgb.shape[:2]
+    ph, pw = h / gh, w / gw
+    fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(
+        x0=(pw - 1) / 2, dx=pw, y0=(ph - 1) / 2, dy=ph, opacity=float(opacity), **heat,
+    ))
+    _layout(fig, title, _image_height(h, w) + (45 if title else 0), hovermode="closest")
+    _hide_axes(fig)
+    fig.update_xaxes(range=[-0.5, w - 0.5], constrain="domain")
+    fig.update_yaxes(range=[h - 0.5, -0.5], autorange=False, scaleanchor="x", scaleratio=1, constrain="domain")
+    return fig
+
+
+def _maps_grid(
+    maps: np.ndarray,
+    row_ticks: list[str],
+    col_ticks: list[str],
+    row_names: list[str],
+    col_names: list[str],
+    title: str,
+    shared_scale: bool,
+    colorscale,
+    zmin,
+    zmax,
+    x_title: str = "",
+    y_title: str = "",
+    colorbar_title: str = "",
+    subtitle: str | None = None,
+) -> go.Figure:
+    r, c, h, w = maps.shape
+    data = maps.astype(np.float32)
+    if not shared_scale:
+        lo = np.nanmin(data, axis=(2, 3), keepdims=True)
+        hi = np.nanmax(data, axis=(2, 3), keepdims=True)
+        data = (data - lo) / np.maximum(hi - lo, 1e-12)
+        zmin, zmax = 0.0, 1.0
+        title = f"{title} (each map scaled to its own 0–1 range)" if title else "each map scaled to its own 0–1 range"
+    z = _f32(_tile(data, gap=1))
+    lo, hi = _bounds(z, zmin, zmax)
+    # Category axes carry the hover text: one short label per row and column of cells, not per cell.
+    ycats, xcats = [], []
+    for i in range(r):
+        ycats += [f"{row_names[i]}, row {k}" for k in range(h)] + ([f"gap {i}"] if i < r - 1 else [])
+    for j in range(c):
+        xcats += [f"{col_names[j]}, col {k}" for k in range(w)] + ([f"gap {j}"] if j < c - 1 else [])
+    fig = go.Figure(go.Heatmap(
+        z=z, x=xcats, y=ycats, zmin=lo, zmax=hi, colorscale=colorscale, hoverongaps=False,
+        colorbar=_colorbar(colorbar_title or ("scaled value" if not shared_scale else "value")),
+        hovertemplate="%{y}<br>%{x}<br>value %{z:.3f}<extra></extra>",
+    ))
+    rows_cells, cols_cells = z.shape
+    _layout(fig, title, _grid_height(rows_cells, cols_cells, extra=120 + (25 if subtitle else 0) + (25 if x_title else 0)),
+            subtitle=subtitle)
+    dense = max(r, c) > 8
+    fig.update_xaxes(type="category", tickmode="array", tickvals=[j * (w + 1) + (w - 1) / 2 for j in range(c)],
+                     ticktext=col_ticks, showgrid=False, zeroline=False, constrain="domain", title=x_title or None,
+                     tickfont=dict(size=SMALL_SIZE if dense else FONT_SIZE), side="top" if r > 1 else "bottom")
+    fig.update_yaxes(type="category", tickmode="array", tickvals=[i * (h + 1) + (h - 1) / 2 for i in range(r)],
+                     ticktext=row_ticks, autorange="reversed", scaleanchor="x", scaleratio=1, showgrid=False,
+                     zeroline=False, constrain="domain", title=y_title or None,
+                     tickfont=dict(size=SMALL_SIZE if dense else FONT_SIZE))
+    return fig
+
+
+def maps_grid_figure(
+    maps: np.ndarray,
+    row_labels: list[str] | None,
+    col_labels: list[str] | None,
+    title: str = "",
+    shared_scale: bool = True,
+    colorscale="Viridis",
+    zmin=None,
+    zmax=None,
+) -> go.Figure:
+    """(R, C, gh, gw) maps tiled into ONE heatmap with 1-cell NaN gaps, labelled by row and column.
+
+    E.g. R = layers, C = heads. Hover shows the tile's row and column labels, the cell's row and
+    column inside the map and the value. With ``shared_scale`` all tiles share one colour range
+    (``zmin``/``zmax``, default the data range); otherwise each tile is min-max scaled to [0, 1].
+    """
+    m = _np(maps)
+    if m.ndim == 3:
+        m = m[None]
+    if m.ndim != 4:
+        raise ValueError(f"expected maps (R, C, gh, gw), got {m.shape}")
+    r, c = m.shape[:2]
+    rows = _unique(row_labels if row_labels is not None else [f"row {i + 1}" for i in range(r)])
+    cols = _unique(col_labels if col_labels is not None else [f"column {j + 1}" for j in range(c)])
+    if len(rows) != r or len(cols) != c:
+        raise ValueError(f"{len(rows)} row labels and {len(cols)} column labels for a {r}×{c} grid")
+    return _maps_grid(m, rows, cols, rows, cols, title, shared_scale, colorscale, zmin, zmax)
+
+
+def position_similarity_figure(similarity: np.ndarray, grid: tuple[int, int], *, max_tiles: int = 16) -> go.Figure:
+    """Paper Fig. 7 centre: tile (r, c) is the cosine similarity of the position embedding of patch
+    (r, c) to that of every other patch, as a (gh, gw) map, all on one -1..1 scale.
+
+    Grids larger than ``max_tiles`` per side show evenly spaced input positions only.
+    """
+    s = _np(similarity)
+    gh, gw = int(grid[0]), int(grid[1])
+    n = gh * gw
+    if s.shape != (n, n):
+        raise ValueError(f"expected an ({n}, {n}) similarity for a {gh}×{gw} grid, got {s.shape}")
+    maps = s.reshape(gh, gw, gh, gw)
+    rows = np.unique(np.linspace(0, gh - 1, min(gh, max_tiles)).round().astype(int))
+    cols = np.unique(np.linspace(0, gw - 1, min(gw, max_tiles)).round().astype(int))
+    maps = maps[rows][:, cols]
+    subtitle = "each tile: one input patch's position against all positions"
+    if len(rows) < gh or len(cols) < gw:
+        subtitle += f" ({len(rows)}×{len(cols)} of the {gh}×{gw} positions)"
+    return _maps_grid(
+        maps, [str(i) for i in rows], [str(j) for j in cols],
+        [f"input row {i}" for i in rows], [f"input col {j}" for j in cols],
+        "Position embedding similarity", True, SEQUENTIAL, -1.0, 1.0,
+        x_title="input patch column", y_title="input patch row", colorbar_title="cosine similarity",
+        subtitle=subtitle,
+    )
+
+
+# --- attention ----------------------------------------------------------------------------------
+
+
+def attention_matrix_figure(attention: np.ndarray, title: str = "") -> go.Figure:
+    """The full (T, T) attention matrix of one head: rows are queries, columns keys, token 0 [class]."""
+    a = _np(attention)
+    while a.ndim > 2 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"expected a square (T, T) attention matrix, got {a.shape}")
+    t = a.shape[0]
+    z = _f32(a)
+    labels = _token_labels(t)
+    lo, hi = _bounds(z, 0.0, None)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=labels, y=labels, zmin=lo, zmax=hi, colorscale=SEQUENTIAL,
+        colorbar=_colorbar("attention"),
+        hovertemplate="query %{y}<br>key %{x}<br>attention %{z:.4f}<extra></extra>",
+    ))
+    sep = dict(color="white", width=1.5)
+    fig.add_shape(type="line", x0=0.5, x1=0.5, y0=-0.5, y1=t - 0.5, line=sep)
+    fig.add_shape(type="line", x0=-0.5, x1=t - 0.5, y0=0.5, y1=0.5, line=sep)
+    tickvals, ticktext = _token_ticks(t)
+    ticks = dict(type="category", tickmode="array", tickvals=[labels[i] for i in tickvals], ticktext=ticktext,
+                 showgrid=False, zeroline=False, constrain="domain")
+    _layout(fig, title or "Attention: every query token against every key token", _grid_height(t, t, extra=150, max_cell=24),
+            subtitle="each row sums to 1")
+    fig.update_xaxes(title="key (attended to)", **ticks)
+    fig.update_yaxes(title="query (attending)", autorange="reversed", scaleanchor="x", scaleratio=1, **ticks)
+    return fig
+
+
+def attention_distance_figure(distances: np.ndarray, selected: tuple[int, int] | None = None) -> go.Figure:
+    """Paper Fig. 7 right: mean attention distance (pixels) of every head against network depth.
+
+    One trace per head (a legend entry each), points at x = layer (1-based); ``customdata`` is
+    [layer index, head index], 0-based, for click selection. ``selected`` (0-based) is ringed.
+    """
+    d = _np(distances)
+    if d.ndim == 3 and d.shape[1] == 1:  # (L, B=1, H) from analysis.attention_distances
+        d = d[:, 0]
+    if d.ndim != 2:
+        raise ValueError(f"expected distances (L, H), got {d.shape}")
+    layers, heads = d.shape
+    fig = go.Figure()
+    depth = np.arange(1, layers + 1, dtype=np.int32)
+    for h in range(heads):
+        fig.add_trace(go.Scatter(
+            x=depth, y=_f32(d[:, h], 2), mode="markers", name=f"head {h + 1}",
+            marker=dict(size=11, color=HEAD_COLOURS[h % len(HEAD_COLOURS)], line=dict(width=0.5, color="white")),
+            customdata=np.stack([np.arange(layers), np.full(layers, h)], axis=1).astype(np.int32),
+            hovertemplate=f"layer %{{x}}, head {h + 1}<br>mean distance %{{y:.1f}} px<extra></extra>",
+        ))
+    if selected is not None:
+        sl, sh = int(selected[0]), int(selected[1])
+        if not (0 <= sl < layers and 0 <= sh < heads):
+            raise ValueError(f"selected {selected} is outside {layers} layers × {heads} heads")
+        fig.add_trace(go.Scatter(
+            x=[sl + 1], y=[round(float(d[sl, sh]), 2)], mode="markers", name="selected", showlegend=False,
+            marker=dict(size=24, symbol="circle-open", color="black", line=dict(width=3)), hoverinfo="skip",
+        ))
+    finite = d[np.isfinite(d)]
+    top = float(finite.max()) * 1.08 if finite.size else 1.0
+    _layout(fig, "How far each head looks", 470, subtitle="mean attention distance per head; click a point to select it",
+            hovermode="closest", clickmode="event+select", legend=dict(title=dict(text="head"), font=dict(size=13)))
+    fig.update_xaxes(title="Network depth (layer)", tickmode="linear", tick0=1, dtick=1 if layers <= 24 else 2,
+                     range=[0.5, layers + 0.5])
+    fig.update_yaxes(title="Mean attention distance (pixels)", range=[0, max(top, 1e-6)], rangemode="tozero")
+    return fig
+
+
+# --- tokens through the network -------------------------------------------------------------
+
+
+def token_norms_figure(norms: np.ndarray) -> go.Figure:
+    """L2 norms (L+1, N+1) of the tokens after each block: [class] as a line, patches as median + band."""
+    x = _np(norms)
+    if x.ndim == 3 and x.shape[1] == 1:  # (L+1, B=1, N+1) from analysis.token_norms
+        x = x[:, 0]
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(f"expected norms (L+1, N+1), got {x.shape}")
+    steps = np.arange(x.shape[0], dtype=np.int32)
+    patches = x[:, 1:].astype(np.float64)
+    q10, q50, q90 = (np.percentile(patches, q, axis=1) for q in (10, 50, 90))
+    band = "rgba(31,119,180,0.2)"
+    fig = go.Figure([
+        go.Scatter(x=steps, y=_f32(q10, 3), mode="lines", line=dict(width=0, color=band), name="patches 10%",
+                   showlegend=False, hovertemplate="after block %{x}<br>patches, 10th percentile %{y:.2f}<extra></extra>"),
+        go.Scatter(x=steps, y=_f32(q90, 3), mode="lines", line=dict(width=0, color=band), fill="tonexty", fillcolor=band,
+                   name="patches, 10–90%", hovertemplate="after block %{x}<br>patches, 90th percentile %{y:.2f}<extra></extra>"),
+        go.Scatter(x=steps, y=_f32(q50, 3), mode="lines+markers", line=dict(width=3, color="#1f77b4"),
+                   name="patches, median", hovertemplate="after block %{x}<br>patches, median %{y:.2f}<extra></extra>"),
+        go.Scatter(x=steps, y=_f32(patches.max(axis=1), 3), mode="lines", line=dict(width=1.5, dash="dot", color="#7f7f7f"),
+                   name="patches, largest", hovertemplate="after block %{x}<br>largest patch token %{y:.2f}<extra></extra>"),
+        go.Scatter(x=steps, y=_f32(x[:, 0], 3), mode="lines+markers", line=dict(width=3, color="#d62728"),
+                   name=CLASS_LABEL, hovertemplate="after block %{x}<br>[class] token %{y:.2f}<extra></extra>"),
+    ])
+    _layout(fig, "How long the token vectors are", 450, subtitle="L2 norm of each token in the residual stream",
+            hovermode="x unified", legend=dict(orientation="h", y=-0.22, x=0))
+    fig.update_xaxes(title="after block l (0 = embeddings z₀)", tickmode="linear", tick0=0,
+                     dtick=1 if x.shape[0] <= 25 else 2)
+    fig.update_yaxes(title="norm ‖z‖", rangemode="tozero")
+    return fig
+
+
+def logit_lens_figure(probs: np.ndarray, class_names: list[str], top: int = 5) -> go.Figure:
+    """Logit lens: the head read off every layer's [class] token, (L+1, classes) probabilities.
+
+    Rows: the ``top`` most probable classes after the last block, then any class that is top-1
+    at some earlier layer. Columns: z0 and the output of each block.
+    """
+    p = _np(probs)
+    if p.ndim == 3 and p.shape[1] == 1:  # (L+1, B=1, classes)
+        p = p[:, 0]
+    if p.ndim != 2:
+        raise ValueError(f"expected probabilities (L+1, classes), got {p.shape}")
+    steps, k = p.shape
+    names = [str(n) for n in class_names] if class_names is not None else [f"class {i}" for i in range(k)]
+    if len(names) < k:
+        names += [f"class {i}" for i in range(len(names), k)]
+    chosen = [int(i) for i in np.argsort(-p[-1], kind="stable")[: max(1, min(int(top), k))]]
+    for i in np.argmax(p, axis=1):
+        if int(i) not in chosen:
+            chosen.append(int(i))
+    labels = _unique([_short(names[i]) for i in chosen])
+    z = _f32(p[:, chosen].T, 4)
+    cols = ["z₀"] + [str(i) for i in range(1, steps)]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=cols, y=labels, zmin=0, zmax=1, colorscale="Blues", colorbar=_colorbar("probability", tickformat=".0%"),
+        texttemplate="%{z:.0%}", textfont=dict(size=12 if steps > 13 else 14),
+        hovertemplate="%{y}<br>after block %{x}: %{z:.1%}<extra></extra>",
+    ))
+    _layout(fig, "Logit lens: what the head would say at each depth", max(300, 42 * len(chosen) + 190),
+            subtitle=f"the {len(chosen[:top])} top classes at the end, plus any class that was top-1 earlier")
+    fig.update_xaxes(title="after block l (0 = embeddings)", type="category", showgrid=False)
+    fig.update_yaxes(type="category", autorange="reversed", showgrid=False)
+    return fig
+
+
+def top_k_figure(probs: np.ndarray, class_names: list[str], k: int = 5) -> go.Figure:
+    """The k most probable classes as horizontal bars, highest on top, labelled in percent."""
+    p = _np(probs).astype(np.float64)
+    if p.ndim == 2 and p.shape[0] == 1:
+        p = p[0]
+    if p.ndim != 1:
+        raise ValueError(f"expected a vector of class probabilities, got {p.shape}")
+    k = max(1, min(int(k), p.shape[0]))
+    order = np.argsort(-p, kind="stable")[:k]
+    names = [str(class_names[i]) if class_names is not None and i < len(class_names) else f"class {i}" for i in order]
+    labels = _unique([_short(n, 40) for n in names])
+    values = np.round(p[order], 4)
+    fig = go.Figure(go.Bar(
+        x=values, y=labels, orientation="h", marker=dict(color=["#1f77b4"] + ["#9ecae1"] * (k - 1)),
+        texttemplate="%{x:.1%}", textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+    ))
+    _layout(fig, f"Top {k} predictions", 110 + 48 * k)
+    fig.update_xaxes(title="probability", tickformat=".0%", range=[0, min(1.0, float(values.max()) * 1.2 + 0.05)])
+    fig.update_yaxes(type="category", autorange="reversed", showgrid=False)
+    return fig
+
+
+# --- playground and training ------------------------------------------------------------------
+
+
+def scaling_figure(image_sizes: list[int], patch_size: int) -> go.Figure:
+    """Sequence length N = (S/P)² and attention cost (N+1)² per head per layer against image size S."""
+    sizes = np.array(sorted({int(s) for s in image_sizes}), dtype=np.int64)
+    p = int(patch_size)
+    n = (sizes // p) ** 2
+    cost = (n + 1) ** 2
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("sequence length N", "attention entries (N+1)²"))
+    fig.add_trace(go.Scatter(x=sizes, y=n, mode="lines+markers", name="N", line=dict(width=3),
+                             hovertemplate="%{x}×%{x} px → N = %{y:,} patches<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=sizes, y=cost, mode="lines+markers", name="(N+1)²", line=dict(width=3, color="#d62728"),
+                             hovertemplate="%{x}×%{x} px → %{y:,} attention weights per head and layer<extra></extra>"),
+                  row=1, col=2)
+    _layout(fig, f"Cost of attention with {p}×{p} patches", 430,
+            subtitle="double the image side: 4× the tokens, 16× the attention", showlegend=False)
+    fig.update_annotations(font_size=FONT_SIZE)
+    fig.update_xaxes(title="image side (pixels)")
+    fig.update_yaxes(type="log", title="patches N", row=1, col=1)
+    fig.update_yaxes(type="log", title="entries per head", row=1, col=2)
+    return fig
+
+
+def training_curve_figure(history: list[dict]) -> go.Figure:
+    """Loss (left) and accuracy (right) per epoch; keys epoch, train_loss, train_acc, test_acc and,
+    if present, neighbour_score (share of positions whose nearest embedding is a grid neighbour)."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=("loss", "accuracy"))
+    history = list(history or [])
+    epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+
+    def series(key):
+        pairs = [(e, h[key]) for e, h in zip(epochs, history) if h.get(key) is not None]
+        return [e for e, _ in pairs], [round(float(v), 4) for _, v in pairs]
+
+    x, y = series("train_loss")
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="train loss", line=dict(width=3, color="#1f77b4"),
+                             hovertemplate="epoch %{x}<br>train loss %{y:.3f}<extra></extra>"), row=1, col=1)
+    accuracy = [("train_acc", "train accuracy", "#1f77b4", "solid"), ("test_acc", "test accuracy", "#d62728", "solid"),
+                ("neighbour_score", "position neighbour score", "#2ca02c", "dash")]
+    biggest = 0.0
+    for key, name, colour, dash in accuracy:
+        x, y = series(key)
+        if key != "train_acc" and not x:
+            continue
+        biggest = max([biggest, *y])
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, line=dict(width=3, color=colour, dash=dash),
+                                 hovertemplate=f"epoch %{{x}}<br>{name} %{{y:.1%}}<extra></extra>"), row=1, col=2)
+    _layout(fig, "Training", 420, legend=dict(orientation="h", y=-0.25, x=0), hovermode="x unified")
+    fig.update_annotations(font_size=FONT_SIZE)
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="cross-entropy", rangemode="tozero", row=1, col=1)
+    if biggest <= 1.0:
+        fig.update_yaxes(title="share correct", tickformat=".0%", range=[0, 1.02], row=1, col=2)
+    else:
+        fig.update_yaxes(title="share correct", rangemode="tozero", row=1, col=2)
+    if not history:
+        fig.add_annotation(text="no training yet", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                           font=dict(size=FONT_SIZE + 2, color="#777"))
+    return fig
+
+
+def figure_to_png(fig: go.Figure) -> bytes | None:
+    """PNG bytes of ``fig`` when kaleido is installed (and can render), else None."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return None
+    try:
+        return fig.to_image(format="png")
+    except Exception:  # kaleido present but unable to render (e.g. no browser for kaleido 1.x)
+        return None
