@@ -174,7 +174,7 @@ def set_sample(path: Path) -> None:
 
 def default_sample() -> Path | None:
     files = sample_files()
-    preferred = [p for p in files if p.stem.startswith("cat")]
+    preferred = [p for p in files if p.stem == "shapes-arrow-up"]
     return (preferred or files or [None])[0]
 
 
