@@ -171,6 +171,9 @@ def train(args: argparse.Namespace) -> dict:
         history.append(record)
         print(json.dumps(record), flush=True)
         _save_resume(out, model, opt, epoch + 1, history)
+        if args.stop_after and epoch + 1 - start_epoch >= args.stop_after and epoch + 1 < args.epochs:
+            print(f"stopped after {args.stop_after} epoch(s); continue with --resume", file=sys.stderr)
+            return {"stopped": True, "history": history}
 
     model.eval()
     wall = time.time() - t_start
@@ -218,10 +221,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--out", required=True, help="output path without suffix, e.g. assets/models/vit-tiny-shapes")
     p.add_argument("--resume", action="store_true", help="continue a stopped run from its last finished epoch")
+    p.add_argument("--stop-after", type=int, help="stop after this many epochs of this run (resume later)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    args.argv = [a for a in argv if a != "--resume"]
+    args.argv = _without(argv, {"--resume", "--quiet"}, {"--stop-after", "--threads"})
     return args
+
+
+def _without(argv: list[str], flags: set[str], options: set[str]) -> list[str]:
+    """The command line minus options that do not change the result (for the recorded command)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in flags or a.split("=")[0] in options:
+            skip = a in options
+        else:
+            out.append(a)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
