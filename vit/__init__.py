@@ -5,12 +5,13 @@ Nothing in this package imports streamlit; it works from a notebook or the comma
 
 from .config import PRESETS, ViTConfig
 from .device import choose_device, describe_device
+from .images import ImageError, load_image, load_image_info
 from .loading import available_models, denormalize, fit_image, load_model, preprocess, untrained_like
 from .model import Trace, VisionTransformer, interpolate_position_embeddings
 from .weights import CheckpointError, from_hf, load_checkpoint, load_hf_directory, save_model
 
 __all__ = [
-    "PRESETS", "ViTConfig", "choose_device", "describe_device", "available_models", "denormalize",
+    "PRESETS", "ViTConfig", "choose_device", "describe_device", "ImageError", "load_image", "load_image_info", "available_models", "denormalize",
     "fit_image", "load_model", "preprocess", "untrained_like", "Trace", "VisionTransformer",
     "interpolate_position_embeddings", "CheckpointError", "from_hf", "load_checkpoint",
     "load_hf_directory", "save_model",

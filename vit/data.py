@@ -288,8 +288,8 @@ def load_image_folder(root: str | os.PathLike, image_size: int | None = None, ch
             try:
                 with Image.open(path) as im:
                     im = ImageOps.exif_transpose(im)
-                    if im.mode in ("P", "PA", "LA", "RGBA", "I;16", "I", "F") and mode == "RGB":
-                        im = im.convert("RGBA").convert("RGB") if im.mode != "I;16" else im.convert("I").convert("RGB")
+                    if im.mode in ("P", "PA"):  # palette (maybe with transparency): expand first
+                        im = im.convert("RGBA")
                     im = im.convert(mode)
                     if image_size is not None:
                         im = _fit_square(im, image_size)

@@ -16,8 +16,13 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 
 def available_models() -> list[str]:
-    """Names of the bundled models in assets/models (each a .safetensors + .json pair)."""
-    return sorted(p.stem for p in MODELS_DIR.glob("*.safetensors") if p.with_suffix(".json").is_file())
+    """Names of the bundled models in assets/models (each a .safetensors + .json pair).
+
+    Training's resume state (NAME.resume.safetensors + NAME.resume.json, written there while a
+    model trains) is not a model and is left out.
+    """
+    return sorted(p.stem for p in MODELS_DIR.glob("*.safetensors")
+                  if p.with_suffix(".json").is_file() and not p.stem.endswith(".resume"))
 
 
 def load_model(name_or_path: str | Path, device: torch.device | str | None = None) -> VisionTransformer:

@@ -7,6 +7,7 @@ so they are refused with an explanation.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +26,47 @@ SIDECAR_FORMAT = "vit-explorer/1"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message says why and what to do."""
+
+
+MAX_IMAGE_SIZE = 4096  # pixels per side a checkpoint's config may ask for
+MAX_PATCHES = 4096  # patches per image (a 64×64 grid); attention is quadratic in this
+
+
+def check_config(values: Mapping[str, Any], max_bytes: int = MAX_CHECKPOINT_BYTES) -> None:
+    """Refuse a config from a file before any model is built from it: types, ranges, and a model size
+    that fits ``max_bytes``. ``ViTConfig`` itself only checks divisibility, so a sidecar with dim 0 or
+    depth -1 would otherwise fail deep inside torch (or allocate without bound)."""
+    v = {**ViTConfig().to_dict(), **{k: values[k] for k in values}}
+    problems = []
+    for name, low in (("image_size", 1), ("patch_size", 1), ("in_channels", 1), ("dim", 1), ("depth", 1),
+                      ("heads", 1), ("mlp_dim", 1), ("num_classes", 0)):
+        x = v.get(name)
+        if not isinstance(x, int) or isinstance(x, bool) or x < low:
+            problems.append(f"{name} must be a whole number ≥ {low}, not {x!r}")
+    r = v.get("representation_size")
+    if r is not None and (not isinstance(r, int) or isinstance(r, bool) or r < 1):
+        problems.append(f"representation_size must be empty or a whole number ≥ 1, not {r!r}")
+    for name in ("dropout", "attention_dropout"):
+        x = v.get(name)
+        if not isinstance(x, (int, float)) or isinstance(x, bool) or not 0.0 <= x < 1.0:
+            problems.append(f"{name} must be a number in [0, 1), not {x!r}")
+    eps = v.get("norm_eps")
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0.0 < eps < 1.0:
+        problems.append(f"norm_eps must be a small positive number, not {eps!r}")
+    if problems:
+        raise CheckpointError("The model config is not valid: " + "; ".join(problems) + ".")
+    if v["image_size"] > MAX_IMAGE_SIZE or (v["image_size"] // v["patch_size"]) ** 2 > MAX_PATCHES:
+        raise CheckpointError(f"The model config asks for {v['image_size']}px images in {v['patch_size']}px patches; "
+                              f"at most {MAX_IMAGE_SIZE}px and {MAX_PATCHES} patches are supported.")
+    d, m, c, p = v["dim"], v["mlp_dim"], v["in_channels"], v["patch_size"]
+    n = (v["image_size"] // p) ** 2 + 1
+    per_block = 4 * d + 3 * d * d + (3 * d if v["qkv_bias"] else 0) + d * d + d + 2 * d * m + m + d
+    params = d * c * p * p + 2 * d + (n * d if v["pos_embedding"] == "learned" else 0) + v["depth"] * per_block + 2 * d
+    head_in = r or d
+    params += (d * r + r if r else 0) + (head_in * v["num_classes"] + v["num_classes"] if v["num_classes"] else 0)
+    if 2 * params > max_bytes:  # even in 16-bit floats the weights could not fit the size limit
+        raise CheckpointError(f"The model config describes {params:,} parameters, more than the "
+                              f"{max_bytes / 1e6:.0f} MB checkpoint limit allows.")
 
 
 # --- project checkpoints: NAME.safetensors + NAME.json -------------------------------------------
@@ -81,15 +123,39 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", max_by
         raise CheckpointError(f"{base.name}: the JSON sidecar {sidecar_path.name} is missing.")
     try:
         sidecar = json.loads(sidecar_path.read_text())
-        config = ViTConfig.from_dict(sidecar.pop("config"))
-    except (ValueError, KeyError, TypeError) as e:
+        raw = sidecar.pop("config")
+        if not isinstance(raw, dict):
+            raise TypeError("'config' is not a JSON object")
+        check_config(raw, max_bytes)
+        config = ViTConfig.from_dict(raw)
+    except CheckpointError as e:
+        raise CheckpointError(f"{sidecar_path.name}: {e}") from e
+    except (ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError) as e:
         raise CheckpointError(f"{sidecar_path.name} does not describe a valid model config ({e}).") from e
     sidecar.pop("format", None)
+    _check_sidecar(sidecar, config, sidecar_path.name)
     model = VisionTransformer(config)
     load_state_checked(model, read_safetensors(base.with_suffix(".safetensors"), max_bytes))
     model.class_names = sidecar.get("class_names")
     model.meta = sidecar
     return prepare_for_inference(model, device)
+
+
+def _check_sidecar(meta: dict, config: ViTConfig, name: str) -> None:
+    """The metadata the app reads (class names, normalisation) must have the right form."""
+    names = meta.get("class_names")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+                              or len(names) != config.num_classes):
+        raise CheckpointError(f"{name}: class_names must be a list of {config.num_classes} strings.")
+    for key in ("mean", "std"):
+        x = meta.get(key)
+        if x is None:
+            continue
+        ok = isinstance(x, list) and len(x) == config.in_channels and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in x)
+        if not ok or (key == "std" and min(x) <= 0):
+            raise CheckpointError(f"{name}: {key} must be a list of {config.in_channels} finite number(s)"
+                                  + (", all positive." if key == "std" else "."))
 
 
 def load_state_checked(model: VisionTransformer, state: Mapping[str, torch.Tensor]) -> None:
@@ -194,7 +260,19 @@ def config_from_hf(hf: Any, state: Mapping[str, torch.Tensor] | None = None) -> 
     has_pooler = "pooler.dense.weight" in keys
     image_size = get("image_size", 224)
     patch_size = get("patch_size", 16)
-    return ViTConfig(
+    try:
+        values = _hf_config_values(get, image_size, patch_size, num_classes, has_pooler, has_classifier)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"The Hugging Face config is not valid ({e}).") from e
+    check_config(values)
+    try:
+        return ViTConfig(**values)
+    except ValueError as e:
+        raise CheckpointError(f"The Hugging Face config is not valid ({e}).") from e
+
+
+def _hf_config_values(get, image_size, patch_size, num_classes, has_pooler, has_classifier) -> dict[str, Any]:
+    return dict(
         image_size=int(image_size[0] if isinstance(image_size, (list, tuple)) else image_size),
         patch_size=int(patch_size[0] if isinstance(patch_size, (list, tuple)) else patch_size),
         in_channels=int(get("num_channels", 3)),
@@ -232,6 +310,7 @@ def from_hf(model_or_state_dict: Any, config: Any = None) -> VisionTransformer:
     if "classifier.weight" in keys:  # HF's classification model ignores the pooler
         state = {k: v for k, v in state.items() if "pooler." not in k}
     cfg = config if isinstance(config, ViTConfig) else config_from_hf(config, state)
+    check_config(cfg.to_dict())
     model = VisionTransformer(cfg)
     load_state_checked(model, convert_hf_state_dict(state))
     if id2label and cfg.num_classes:
