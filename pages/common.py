@@ -108,7 +108,10 @@ def current_model() -> ModelChoice:
     user = ss.get("user_model")
     if ss.get("model_name") == LOCAL and user is not None:
         return ModelChoice(user["model"], user["key"], user["label"], shared=False)
-    name = ss.get("model_name") or default_model_name()
+    if "model_name" not in ss:  # a page opened by a link: ?model=NAME picks the model
+        wanted = st.query_params.get("model")
+        ss["model_name"] = wanted if wanted in model_options() and wanted != LOCAL else default_model_name()
+    name = ss["model_name"]
     if name == LOCAL:
         name = default_model_name()
     return ModelChoice(shared_model(name), name, name, shared=True)
