@@ -32,16 +32,16 @@ def start_page() -> None:
         with tab_camera:
             shot = st.camera_input("Take a photo", key="camera")
             _take_file(shot, "camera")
+        # Widget state is dropped on pages without the widget, so the choice lives in a plain key.
+        st.session_state.setdefault("fit", common.current_fit())
         st.radio("Images that are not square:", list(common.FITS), format_func=common.FITS.get,
-                 key="fit", horizontal=True)
+                 key="fit", horizontal=True, on_change=_keep, args=("fit", "fit_selected"))
 
     with right:
         st.subheader("2. Choose a model")
         options = common.model_options()
-        if st.session_state.get("model_name") not in options:
-            wanted = st.query_params.get("model")
-            st.session_state["model_name"] = wanted if wanted in options else common.default_model_name()
-        st.selectbox("Model", options, key="model_name",
+        st.session_state.setdefault("model_name", common.current_model_name())
+        st.selectbox("Model", options, key="model_name", on_change=_keep, args=("model_name", "model_selected"),
                      help="The bundled models were trained by this project. An untrained twin has the same "
                           "architecture with random weights: compare them to see what learning adds.")
         if st.session_state["model_name"] == common.LOCAL:
@@ -62,6 +62,11 @@ def start_page() -> None:
     trace = common.current_trace()
     st.subheader("3. Follow the image through the model")
     _pipeline(trace, choice.model)
+
+
+def _keep(widget_key: str, state_key: str) -> None:
+    """Copy a widget's value to a plain key: Streamlit drops widget state on pages without the widget."""
+    st.session_state[state_key] = st.session_state[widget_key]
 
 
 def _take_file(file, source: str) -> None:

@@ -95,6 +95,15 @@ def default_model_name() -> str:
     return "vit-tiny-shapes" if "vit-tiny-shapes" in bundled else (bundled[0] if bundled else "tiny-shapes (random)")
 
 
+def current_model_name() -> str:
+    """The chosen model's option name. Kept in a plain key: widget state is dropped on other pages."""
+    ss = st.session_state
+    if ss.get("model_selected") not in model_options():  # first visit, maybe by a link with ?model=NAME
+        wanted = st.query_params.get("model")
+        ss["model_selected"] = wanted if wanted in model_options() and wanted != LOCAL else default_model_name()
+    return ss["model_selected"]
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     model: vit.VisionTransformer
@@ -106,12 +115,9 @@ class ModelChoice:
 def current_model() -> ModelChoice:
     ss = st.session_state
     user = ss.get("user_model")
-    if ss.get("model_name") == LOCAL and user is not None:
+    if current_model_name() == LOCAL and user is not None:
         return ModelChoice(user["model"], user["key"], user["label"], shared=False)
-    if "model_name" not in ss:  # a page opened by a link: ?model=NAME picks the model
-        wanted = st.query_params.get("model")
-        ss["model_name"] = wanted if wanted in model_options() and wanted != LOCAL else default_model_name()
-    name = ss["model_name"]
+    name = current_model_name()
     if name == LOCAL:
         name = default_model_name()
     return ModelChoice(shared_model(name), name, name, shared=True)
@@ -197,7 +203,7 @@ def current_image() -> ImageChoice:
 
 
 def current_fit() -> str:
-    return st.session_state.get("fit", "crop")
+    return st.session_state.get("fit_selected", "crop")
 
 
 # --- traces -----------------------------------------------------------------------------------------
