@@ -6,10 +6,6 @@ import streamlit as st
 
 from pages import common
 
-st.set_page_config(page_title="ViT Explorer", page_icon=":material/grid_view:", layout="wide")
-common.configure_torch()
-
-
 def start_page() -> None:
     st.title("ViT Explorer")
     st.markdown(
@@ -134,8 +130,5 @@ def _pipeline(trace, model) -> None:
             st.caption(text)
 
 
-pages = [st.Page(start_page, title="Start", icon=":material/home:", default=True)]
-pages += [st.Page(path, title=title, icon=icon, url_path=key) for key, (path, title, icon) in common.PAGES.items()]
-nav = st.navigation(pages)
-nav.run()
-common.sidebar()  # after the page, so it shows what the page just chose
+if __name__ == "__main__":  # run by `streamlit run app.py`; page files import start_page from here
+    common.run_frame(start_page)

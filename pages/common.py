@@ -261,6 +261,41 @@ def trace_npz(trace: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+# --- the frame around every page --------------------------------------------------------------------
+
+_frame = threading.local()
+
+
+def run_frame(start_page) -> None:
+    """Page config, navigation, the chosen page, then the sidebar. app.py calls this."""
+    st.set_page_config(page_title="ViT Explorer", page_icon=str(ROOT / "assets" / "icon.png"), layout="wide")
+    configure_torch()
+    pages = [st.Page(start_page, title="Start", icon=":material/home:", default=True)]
+    pages += [st.Page(path, title=title, icon=icon, url_path=key) for key, (path, title, icon) in PAGES.items()]
+    nav = st.navigation(pages)
+    _frame.active = True
+    try:
+        nav.run()
+    finally:
+        _frame.active = False
+    sidebar()  # after the page, so it shows what the page just chose
+
+
+def require_frame() -> None:
+    """Make sure a page runs inside the frame.
+
+    Streamlit treats a folder named pages/ beside the entry point as an old-style multipage app
+    until the first run of app.py, so a link such as /attention opened first on a fresh server
+    runs the page file alone. Then the frame is built here, it runs the page, and this run stops.
+    """
+    if getattr(_frame, "active", False):
+        return
+    import app
+
+    run_frame(app.start_page)
+    st.stop()
+
+
 # --- page furniture ---------------------------------------------------------------------------------
 
 
@@ -340,3 +375,7 @@ def apply_click(chart_key: str, targets: dict[str, tuple[int, int]]) -> None:
     for widget, (pos, offset) in targets.items():
         if pos < len(data):
             st.session_state[widget] = int(data[pos]) + offset
+
+
+if __name__ == "__main__":  # opened directly as an old-style page: show the app instead
+    require_frame()

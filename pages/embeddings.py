@@ -7,6 +7,8 @@ import torch
 from pages import common
 from vit import analysis, plots
 
+common.require_frame()
+
 choice = common.current_model()
 model, cfg = choice.model, choice.model.config
 trace = common.current_trace()

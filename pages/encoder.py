@@ -6,6 +6,8 @@ import streamlit as st
 from pages import common
 from vit import plots
 
+common.require_frame()
+
 choice = common.current_model()
 model, cfg = choice.model, choice.model.config
 trace = common.current_trace()

@@ -5,6 +5,8 @@ import streamlit as st
 from pages import common
 from vit import plots
 
+common.require_frame()
+
 choice, image = common.current_model(), common.current_image()
 model, cfg = choice.model, choice.model.config
 trace = common.current_trace()

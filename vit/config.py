@@ -26,6 +26,16 @@ class ViTConfig:
     representation_size: int | None = None  # the tanh "pre-logits" layer of the pre-training head
 
     def __post_init__(self) -> None:
+        for name in ("image_size", "patch_size", "in_channels", "dim", "depth", "heads", "mlp_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+        if not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise ValueError(f"num_classes must be 0 (no head) or more, not {self.num_classes!r}")
+        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.attention_dropout < 1.0):
+            raise ValueError("dropout rates must be in [0, 1)")
+        if not self.norm_eps > 0:
+            raise ValueError(f"norm_eps must be positive, not {self.norm_eps!r}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.dim % self.heads:

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 
 from .device import choose_device
 from .model import VisionTransformer
-from .weights import CheckpointError, load_checkpoint, load_hf_directory, prepare_for_inference, refuse_pickle
+from .weights import MODEL_INIT_LOCK, CheckpointError, load_checkpoint, load_hf_directory, prepare_for_inference, refuse_pickle
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
@@ -52,9 +52,14 @@ def load_model(name_or_path: str | Path, device: torch.device | str | None = Non
 
 
 def untrained_like(model: VisionTransformer, seed: int = 0) -> VisionTransformer:
-    """The same architecture and metadata with fresh random weights, for contrast with training."""
-    torch.manual_seed(seed)
-    fresh = VisionTransformer(model.config)
+    """The same architecture and metadata with fresh random weights, for contrast with training.
+
+    The weights depend on ``seed`` only: the global random state is used under a lock (a server
+    builds models from many threads) and restored afterwards, so callers' random streams are untouched.
+    """
+    with MODEL_INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = VisionTransformer(model.config)
     fresh.class_names = model.class_names
     fresh.meta = {**model.meta, "name": f"{model.meta.get('name', 'model')} (untrained)", "untrained": True}
     return prepare_for_inference(fresh, next(model.parameters()).device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,6 +28,10 @@ SIDECAR_FORMAT = "vit-explorer/1"
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message says why and what to do."""
 
+
+# Building a VisionTransformer draws its initial weights from torch's global random state. Builders
+# take this lock, so a seeded build (``loading.untrained_like``) is not disturbed by another thread.
+MODEL_INIT_LOCK = threading.RLock()
 
 MAX_IMAGE_SIZE = 4096  # pixels per side a checkpoint's config may ask for
 MAX_PATCHES = 4096  # patches per image (a 64×64 grid); attention is quadratic in this
@@ -134,7 +139,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", max_by
         raise CheckpointError(f"{sidecar_path.name} does not describe a valid model config ({e}).") from e
     sidecar.pop("format", None)
     _check_sidecar(sidecar, config, sidecar_path.name)
-    model = VisionTransformer(config)
+    with MODEL_INIT_LOCK:
+        model = VisionTransformer(config)
     load_state_checked(model, read_safetensors(base.with_suffix(".safetensors"), max_bytes))
     model.class_names = sidecar.get("class_names")
     model.meta = sidecar
@@ -311,7 +317,8 @@ def from_hf(model_or_state_dict: Any, config: Any = None) -> VisionTransformer:
         state = {k: v for k, v in state.items() if "pooler." not in k}
     cfg = config if isinstance(config, ViTConfig) else config_from_hf(config, state)
     check_config(cfg.to_dict())
-    model = VisionTransformer(cfg)
+    with MODEL_INIT_LOCK:
+        model = VisionTransformer(cfg)
     load_state_checked(model, convert_hf_state_dict(state))
     if id2label and cfg.num_classes:
         labels = {int(k): v for k, v in id2label.items()}
@@ -344,8 +351,9 @@ def load_hf_directory(path: str | Path, device: torch.device | str = "cpu", max_
         try:
             p = json.loads(pre.read_text())
             meta["mean"], meta["std"] = list(p.get("image_mean", meta["mean"])), list(p.get("image_std", meta["std"]))
-        except ValueError:
-            pass
+        except (ValueError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"{path.name}/preprocessor_config.json is not valid ({e}).") from e
+        _check_sidecar(meta, model.config, f"{path.name}/preprocessor_config.json")
     meta["resize"] = "squash"  # HF's ViTImageProcessor resizes straight to image_size × image_size
     model.meta = meta
     return prepare_for_inference(model, device)
