@@ -53,8 +53,11 @@ def start_page() -> None:
         _model_card(choice)
 
     image = common.current_image()
-    for note in image.notes:
-        st.info(note)
+    with left:
+        st.markdown(f"**Your image:** {image.label} · {image.image.width}×{image.image.height} px")
+        st.image(image.image, width=220)
+        for note in image.notes:
+            st.info(note)
     trace = common.current_trace()
     st.subheader("3. Follow the image through the model")
     _pipeline(trace, choice.model)
@@ -86,13 +89,19 @@ def _sample_gallery() -> None:
     if not files:
         st.info("No sample images are installed; upload one instead.")
         return
-    cols = st.columns(6)
-    for i, path in enumerate(files):
-        with cols[i % 6]:
-            st.image(str(path), width="stretch")
-            if st.button(path.stem.replace("-", " "), key=f"sample_{path.stem}", width="stretch"):
-                common.set_sample(path)
-                st.query_params["sample"] = path.name
+    chosen = st.session_state.get("sample_name")
+    for group, members in common.sample_groups(files).items():
+        st.caption(group)
+        cols = st.columns(5)
+        for i, path in enumerate(members):
+            with cols[i % 5]:
+                st.image(common.sample_thumbnail(str(path)), width="stretch")
+                label = common.sample_label(path)
+                if st.button(label, key=f"sample_{path.stem}", width="stretch",
+                             type="primary" if path.name == chosen else "secondary"):
+                    common.set_sample(path)
+                    st.query_params["sample"] = path.name
+                    st.rerun()
 
 
 def _model_card(choice: common.ModelChoice) -> None:
@@ -126,7 +135,7 @@ def _pipeline(trace, model) -> None:
     for col, (key, text) in zip(cols, steps):
         path, title, icon = common.PAGES[key]
         with col, st.container(border=True):
-            st.page_link(path, label=title, icon=icon)
+            st.page_link(path, label=title.split(" ", 1)[0] + " " + common.SHORT_TITLES[key], icon=icon)
             st.caption(text)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 import vit
 from vit import analysis
@@ -41,6 +41,8 @@ PAGES = {
     "attention": ("pages/attention.py", "4. Attention", ":material/visibility:"),
     "encoder": ("pages/encoder.py", "5. Encoder & prediction", ":material/account_tree:"),
 }
+SHORT_TITLES = {"patches": "Patches", "embeddings": "Embedding", "positions": "Positions",
+                "attention": "Attention", "encoder": "Prediction"}
 
 
 # --- process-wide setup -----------------------------------------------------------------------------
@@ -158,6 +160,33 @@ def image_hash(image: Image.Image) -> str:
 
 def sample_files() -> list[Path]:
     return sorted(p for p in SAMPLES_DIR.glob("*") if p.suffix.lower() in SAMPLE_SUFFIXES)
+
+
+def sample_label(path: Path) -> str:
+    """A short button label: 'fashion-0-ankle-boot' → 'ankle boot', 'shapes-arrow-up' → 'arrow up'."""
+    parts = path.stem.split("-")
+    if parts[0] == "fashion":
+        parts = parts[2:]
+    elif parts[0] == "shapes":
+        parts = parts[1:]
+        if parts and parts[0] == "l":
+            parts = ["L", *parts[2:]]
+    return " ".join(parts)
+
+
+def sample_groups(files: list[Path]) -> dict[str, list[Path]]:
+    groups: dict[str, list[Path]] = {"Photos": [], "Fashion-MNIST (what vit-tiny-fashion knows)": [],
+                                     "Generated shapes (what vit-tiny-shapes knows)": []}
+    for f in files:
+        key = 1 if f.stem.startswith("fashion-") else 2 if f.stem.startswith("shapes-") else 0
+        groups[list(groups)[key]].append(f)
+    return {k: v for k, v in groups.items() if v}
+
+
+@st.cache_data(max_entries=64)
+def sample_thumbnail(path: str, size: int = 96) -> Image.Image:
+    image = Image.open(path).convert("RGB")
+    return ImageOps.fit(image, (size, size), Image.Resampling.NEAREST if min(image.size) < size else Image.Resampling.LANCZOS)
 
 
 @st.cache_data(max_entries=64)
@@ -371,6 +400,8 @@ def apply_click(chart_key: str, targets: dict[str, tuple[int, int]]) -> None:
     data = points[0].get("customdata")
     if data is None:
         return
+    if isinstance(data, dict):  # a 2-D customdata row can arrive as {"0": layer, "1": head}
+        data = [data[k] for k in sorted(data, key=int)]
     data = data if isinstance(data, (list, tuple)) else [data]
     for widget, (pos, offset) in targets.items():
         if pos < len(data):

@@ -35,9 +35,9 @@ with torch.inference_mode():
     w = model.patch_embed.weight.detach().cpu().float()
     linear = x @ w.permute(0, 2, 3, 1).reshape(D, -1).T + model.patch_embed.bias.detach().cpu().float()
 diff = float((linear[0].numpy() - trace["patch_embeddings"]).__abs__().max())
-st.markdown(f"Flattening the {n} patches and multiplying by the reshaped Conv2d weight gives the same "
-            f"{n} × {D} matrix as the convolution: the largest difference on your image is **{diff:.1e}** "
-            "(floating-point rounding).")
+same = "exactly the same" if diff == 0 else f"the same up to floating-point rounding (largest difference {diff:.1e})"
+st.markdown(f"Flattening the {n} patches and multiplying by the reshaped Conv2d weight gives a {n} × {D} "
+            f"matrix that is **{same}** as the convolution's output, on your image.")
 st.code("patches = rearrange(x, 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)', p1=P, p2=P)\n"
         "E = rearrange(conv.weight, 'd c p1 p2 -> (p1 p2 c) d')\n"
         "assert torch.allclose(patches @ E + conv.bias, conv(x).flatten(2).transpose(1, 2))", language="python")
@@ -54,14 +54,16 @@ with left:
 with right:
     st.subheader("How strongly each patch is embedded")
     norms = np.linalg.norm(trace["patch_embeddings"], axis=-1).reshape(gh, gw)
-    st.markdown("The length ‖x_p E‖ of each patch embedding, laid over the image. Patches with more "
+    st.markdown(r"The length $\lVert \mathbf{x}_p \mathbf{E} \rVert$ of each patch embedding, laid over the image. Patches with more "
                 "structure (edges, texture) often get longer vectors than flat background.")
     common.plot(plots.patch_map_figure(norms, trace["input"], title="‖xₚE‖ per patch", colorbar_title="norm"), key="embed_norms")
 
 st.subheader("The token matrix z₀")
 st.markdown(f"Each row is one token, each column one of the {D} dimensions: row 0 is the [class] token, "
             f"rows 1–{n} are the patches in order. This is what enters the first encoder block.")
-common.plot(plots.token_matrix_figure(trace["hidden_states"][0]), key="token_matrix")
+common.plot(plots.token_matrix_figure(trace["hidden_states"][0], max_dims=256), key="token_matrix")
+if D > 256:
+    st.caption(f"The first 256 of {D} dimensions are drawn; the download in the sidebar has them all.")
 with st.expander("[class] token or mean pooling?"):
     st.markdown("The paper reads the final [class] token. Some later models (and the paper's own ablation in "
                 "Appendix D.3) instead average all patch tokens — *global average pooling* — and reach similar "

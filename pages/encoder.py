@@ -26,21 +26,36 @@ common.explain(
     r"\mathbf{y} = \text{LN}(\mathbf{z}_L^0)")
 
 st.subheader("One block, with your shapes")
-st.graphviz_chart(f"""
+diagram, notes = st.columns([2, 3])
+with diagram:
+    st.graphviz_chart(f"""
 digraph block {{
-  rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica", fontsize=14];
-  zin [label="z(l-1)\\n{T} × {D}", fillcolor="#ffffff"];
-  ln1 [label="LayerNorm\\n{T} × {D}"];
-  msa [label="Multi-head attention\\n{cfg.heads} heads × {cfg.head_dim} dims\\n{T} × {D}", fillcolor="#fde8d7"];
-  add1 [label="+", shape=circle];
-  ln2 [label="LayerNorm\\n{T} × {D}"];
-  mlp [label="MLP: Linear → GELU → Linear\\n{T} × {cfg.mlp_dim} → {T} × {D}", fillcolor="#e3f4e1"];
-  add2 [label="+", shape=circle];
-  zout [label="z(l)\\n{T} × {D}", fillcolor="#ffffff"];
+  rankdir=TB; nodesep=0.3; ranksep=0.25;
+  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica", fontsize=16, width=3.6];
+  zin [label="input z(l-1): {T} × {D}", fillcolor="#ffffff"];
+  ln1 [label="LayerNorm"];
+  msa [label="Multi-head attention\n{cfg.heads} heads × {cfg.head_dim} dims", fillcolor="#fde8d7"];
+  add1 [label="+", shape=circle, width=0.45, fontsize=20];
+  ln2 [label="LayerNorm"];
+  mlp [label="MLP: Linear → GELU → Linear\n{D} → {cfg.mlp_dim} → {D}", fillcolor="#e3f4e1"];
+  add2 [label="+", shape=circle, width=0.45, fontsize=20];
+  zout [label="output z(l): {T} × {D}", fillcolor="#ffffff"];
   zin -> ln1 -> msa -> add1 -> ln2 -> mlp -> add2 -> zout;
-  zin -> add1 [style=dashed, label="residual"];
-  add1 -> add2 [style=dashed, label="residual"];
+  zin -> add1 [style=dashed, xlabel="residual", fontsize=13];
+  add1 -> add2 [style=dashed, xlabel="residual", fontsize=13];
 }}""")
+with notes:
+    st.markdown(f"""
+- **LayerNorm** rescales each token to mean 0 and variance 1 (then a learned scale and shift). It comes
+  *before* each sub-layer ("pre-LN"), which keeps training of deep stacks stable.
+- **Multi-head attention** mixes information *between* tokens: {cfg.heads} heads, each working in
+  {cfg.head_dim} dimensions, all {T} tokens at once. See page 4.
+- **+ (residual)**: the block's input is added back to what the sub-layer computed, so each block only has
+  to learn a *change*, and the original signal can pass straight through.
+- **MLP** works on each token *separately*: {D} → {cfg.mlp_dim} numbers, a GELU non-linearity
+  (a smooth ReLU: GELU(x) = x·Φ(x)), then back to {D}.
+- Input and output have the same shape, {T} × {D}, so this block is stacked {L} times.
+""")
 
 st.subheader("Token norms across the layers")
 st.markdown("The length of every token after every block. Residual connections only ever *add*, so tokens "
@@ -48,33 +63,38 @@ st.markdown("The length of every token after every block. Residual connections o
             "information about the image.")
 common.plot(plots.token_norms_figure(trace["token_norms"]), key="token_norms")
 
+
+
+def prediction() -> None:
+    names = model.class_names or [f"class {i}" for i in range(cfg.num_classes)]
+    common.explain(
+        "After the last block the [class] token is normalised once more and mapped to one score (logit) per "
+        f"class by a linear layer ({D} → {cfg.num_classes}); a softmax turns the scores into probabilities. "
+        "(For pre-training the paper used an MLP head with one hidden layer; for fine-tuning a single linear layer.)",
+        r"p(c \mid \mathbf{x}) = \text{softmax}\big(\mathbf{W}\,\text{LN}(\mathbf{z}_L^0) + \mathbf{b}\big)_c")
+    if model.meta.get("untrained"):
+        st.warning("This model is untrained: its predictions are close to a guess.")
+    probs = trace["probs"]
+    best = int(np.argmax(probs))
+    st.metric("Prediction", names[best], f"{probs[best]:.1%} confident", delta_color="off", delta_arrow="off")
+    k = st.slider("How many classes", 1, min(10, cfg.num_classes), min(5, cfg.num_classes), key="topk")
+    common.plot(plots.top_k_figure(probs, names, k=k), key="topk_plot")
+    if model.meta.get("dataset") == "fashion-mnist":
+        st.caption("This model only knows 10 kinds of clothing, photographed as light items on a black background, "
+                   "28×28 px in grayscale. A photo of anything else gets the closest of those 10.")
+
+    st.subheader("Logit lens: what would the model say after each block?")
+    st.markdown("Apply the final LayerNorm and the head to the [class] token after *every* block, not just the "
+                "last. Early blocks are usually unsure; watch where the final answer first appears.")
+    lens = trace["lens_probs"]
+    per_layer = [names[int(i)] for i in lens.argmax(-1)]
+    common.plot(plots.logit_lens_figure(lens, names), key="logit_lens")
+    st.caption("Top-1 after each block: " + " → ".join(f"{i}: {n}" for i, n in enumerate(per_layer)))
+
+
 st.subheader("The head")
 if cfg.num_classes == 0 or "probs" not in trace:
     st.info("This model has **no classification head** (a feature extractor, like DINO's). Its output is the "
             f"final [class] token: a vector of {D} numbers, used by other models downstream.")
-    st.stop()
-
-names = model.class_names or [f"class {i}" for i in range(cfg.num_classes)]
-common.explain(
-    "After the last block the [class] token is normalised once more and mapped to one score (logit) per "
-    f"class by a linear layer ({D} → {cfg.num_classes}); a softmax turns the scores into probabilities. "
-    "(For pre-training the paper used an MLP head with one hidden layer; for fine-tuning a single linear layer.)",
-    r"p(c \mid \mathbf{x}) = \text{softmax}\big(\mathbf{W}\,\text{LN}(\mathbf{z}_L^0) + \mathbf{b}\big)_c")
-if model.meta.get("untrained"):
-    st.warning("This model is untrained: its predictions are close to a guess.")
-probs = trace["probs"]
-best = int(np.argmax(probs))
-st.metric("Prediction", names[best], f"{probs[best]:.1%} confident", delta_color="off")
-k = st.slider("How many classes", 1, min(10, cfg.num_classes), min(5, cfg.num_classes), key="topk")
-common.plot(plots.top_k_figure(probs, names, k=k), key="topk_plot")
-if model.meta.get("dataset") == "fashion-mnist":
-    st.caption("This model only knows 10 kinds of clothing, photographed as light items on a black background, "
-               "28×28 px in grayscale. A photo of anything else gets the closest of those 10.")
-
-st.subheader("Logit lens: what would the model say after each block?")
-st.markdown("Apply the final LayerNorm and the head to the [class] token after *every* block, not just the "
-            "last. Early blocks are usually unsure; watch where the final answer first appears.")
-lens = trace["lens_probs"]
-per_layer = [names[int(i)] for i in lens.argmax(-1)]
-common.plot(plots.logit_lens_figure(lens, names), key="logit_lens")
-st.caption("Top-1 after each block: " + " → ".join(f"{i}: {n}" for i, n in enumerate(per_layer)))
+else:
+    prediction()
