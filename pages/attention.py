@@ -51,7 +51,7 @@ left, right = st.columns(2)
 with left:
     cls_map = att[li, hi, 0, 1:].reshape(gh, gw)
     common.plot(plots.patch_map_figure(cls_map, image, title=f"[class] → patches, layer {layer} head {head}",
-                                       colorbar_title="attention"), key="cls_map")
+                                       colorbar_title="attention", percent=True), key="cls_map")
     st.caption(f"Row 0 of the attention matrix, without its own column. Attention to itself: {att[li, hi, 0, 0]:.1%}.")
 with right:
     st.markdown(f"**All {H} heads of layer {layer}** (shared colour scale)")
@@ -76,7 +76,7 @@ with q1:
 with q2:
     qmap = att[li, hi, int(query) + 1, 1:].reshape(gh, gw)
     common.plot(plots.patch_map_figure(qmap, image, title=f"Patch {int(query)} → patches, layer {layer} head {head}",
-                                       colorbar_title="attention"), key="query_map")
+                                       colorbar_title="attention", percent=True), key="query_map")
 
 with st.expander(f"The full {T}×{T} attention matrix of layer {layer}, head {head}"):
     common.plot(plots.attention_matrix_figure(att[li, hi], title=f"Layer {layer}, head {head}: rows are queries, columns keys"),
@@ -100,7 +100,7 @@ with ra:
                                        colorbar_title="relative"), key="rollout")
 with rb:
     common.plot(plots.patch_map_figure(att[-1].mean(0)[0, 1:].reshape(gh, gw), image,
-                                       title="For comparison: last layer only, mean of heads", colorbar_title="attention"),
+                                       title="For comparison: last layer only, mean of heads", colorbar_title="attention", percent=True),
                 key="last_layer")
 
 st.subheader("How far does each head look?")

@@ -111,6 +111,17 @@ def test_patch_sequence_tiles_in_order(gen):
     assert gray.data[0].z.shape == (2, 3 * 2 + 2, 3) and "all 3 patches" in gray.layout.title.subtitle.text
 
 
+def test_patch_sequence_height_follows_rows_and_subtitles_fit(gen):
+    """A strip of 4 rows of patches is a short figure; subtitle lines stay short enough for a column."""
+    p, c = 4, 3
+    one = patch_sequence_figure(gen.random((16, p * p * c)), p, c)
+    four = patch_sequence_figure(gen.random((64, p * p * c)), p, c)
+    check_common(four)
+    assert one.layout.height < four.layout.height <= 300
+    for fig in (four, patch_vectors_figure(gen.random((64, 48)))):
+        assert all(len(line) <= 50 for line in fig.layout.title.subtitle.text.split("<br>"))
+
+
 def test_patch_vectors_heatmap(gen):
     patches = gen.random((100, 48))
     fig = patch_vectors_figure(patches, max_patches=30)
@@ -129,7 +140,8 @@ def test_filters_each_normalised(gen):
     explained = np.linspace(0.3, 0.01, k)
     fig = filters_figure(comps, explained, cols=4)
     check_common(fig)
-    assert fig.layout.title.text == "Principal components of the patch-embedding filters E"
+    assert fig.layout.title.text == "Principal components of E"
+    assert len(fig.layout.title.subtitle.text) <= 50 and "top 10" in fig.layout.title.subtitle.text
     image = fig.data[0].z
     gap = 1
     assert image.shape == (3 * p + 2 * gap, 4 * p + 3 * gap, 3)
@@ -150,6 +162,15 @@ def test_filters_gray_without_explained(gen):
     assert fig.data[0].z.shape[-1] == 3 and len(fig.data[1].text) == 5
 
 
+def test_filters_height_follows_rows(gen):
+    """Tiles of about 60 px: the figure grows with the rows of thumbnails, not a fixed height."""
+    four = filters_figure(gen.standard_normal((28, 3, 4, 4)), cols=7)
+    two = filters_figure(gen.standard_normal((14, 3, 4, 4)), cols=7)
+    check_common(four)
+    per_row = four.layout.height - two.layout.height
+    assert 50 <= per_row / 2 <= 75
+
+
 # --- tokens -------------------------------------------------------------------------------------
 
 
@@ -165,6 +186,21 @@ def test_token_matrix_diverging_and_class_row(gen):
     assert len(rect) == 1 and (rect[0].y0, rect[0].y1) == (-0.5, 0.5) and rect[0].x1 == 19.5
     assert "[class]" in fig.layout.yaxis.ticktext
     assert token_matrix_figure(tokens).data[0].z.shape == (10, 32)
+
+
+@pytest.mark.parametrize("t", [17, 65, 197])
+def test_token_matrix_height_and_ticks_do_not_overlap(gen, t):
+    fig = token_matrix_figure(gen.standard_normal((t, 16)))
+    check_common(fig)
+    assert 320 <= fig.layout.height <= 700
+    y = fig.layout.yaxis
+    assert y.ticktext[0] == "[class]" and y.tickvals[0] == "[class]"
+    assert all(text.startswith("patch ") for text in y.ticktext[1:]) and len(y.ticktext) >= 3
+    rows = [list(fig.data[0].y).index(v) for v in y.tickvals]
+    plot_px = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    assert min(b - a for a, b in zip(rows, rows[1:])) * plot_px / t >= 20  # ≥ 20 px between tick labels
+    assert token_matrix_figure(gen.standard_normal((65, 16))).layout.height > token_matrix_figure(
+        gen.standard_normal((17, 16))).layout.height
 
 
 # --- maps ---------------------------------------------------------------------------------------
@@ -187,6 +223,37 @@ def test_patch_map_covers_image(gen):
     assert tuple(fig.layout.yaxis.range) == (63.5, -0.5)  # y grows downward
     assert h.customdata[1][2] == 8  # patch index on hover
     assert h.colorbar.title.text == "share"
+
+
+def test_patch_map_image_is_grayscale_underneath(gen):
+    img = gen.random((32, 32, 3))
+    fig = patch_map_figure(gen.random((8, 8)), img)
+    z = fig.data[0].z
+    assert z.dtype == np.uint8 and z.shape == (32, 32, 3)
+    assert (z[..., 0] == z[..., 1]).all() and (z[..., 1] == z[..., 2]).all()
+    rgb = np.minimum(np.round(img * 255), 250)
+    np.testing.assert_allclose(z[..., 0], rgb @ [0.299, 0.587, 0.114], atol=1.5)
+
+
+def test_patch_map_percent(gen):
+    values = gen.dirichlet(np.ones(16)).reshape(4, 4)
+    fig = patch_map_figure(values, gen.random((16, 16, 3)), colorbar_title="attention", percent=True)
+    h = fig.data[1]
+    np.testing.assert_allclose(h.z, values * 100, atol=1e-3)
+    assert h.colorbar.ticksuffix == "%" and "%" in h.hovertemplate and "attention" in h.hovertemplate
+    fixed = patch_map_figure(values, None, zmin=0, zmax=0.5, percent=True)
+    assert (fixed.data[0].zmin, fixed.data[0].zmax) == (0, 50)
+    plain = patch_map_figure(values)
+    assert plain.data[0].colorbar.ticksuffix is None
+
+
+def test_patch_map_is_compact_with_its_colour_bar_under_it(gen):
+    for fig in (patch_map_figure(gen.random((8, 8)), gen.random((32, 32, 3)), title="t"), patch_map_figure(gen.random((14, 14)))):
+        check_common(fig)
+        assert 380 <= fig.layout.height <= 620
+        bar = fig.data[-1].colorbar
+        assert bar.orientation == "h" and bar.x == 0.5 and bar.xanchor == "center"  # centred under the centred map
+        assert fig.layout.xaxis.constrain == "domain" and fig.layout.yaxis.scaleanchor == "x"
 
 
 def test_patch_map_without_image(gen):
@@ -232,6 +299,47 @@ def test_maps_grid_scales(gen):
     assert "own 0–1" in own.layout.title.text and (own.data[0].zmin, own.data[0].zmax) == (0, 1)
     dup = maps_grid_figure(maps, ["x"], ["a", "a"])  # duplicate labels must not merge categories
     assert len(set(dup.data[0].x)) == len(dup.data[0].x)
+
+
+def test_maps_grid_single_row_has_no_row_label_and_fits_its_tiles(gen):
+    maps = gen.random((1, 4, 8, 8))
+    fig = maps_grid_figure(maps, None, [f"head {h + 1}" for h in range(4)])
+    check_common(fig)
+    y = fig.layout.yaxis
+    assert y.showticklabels is False and not y.ticktext
+    assert not any("row 1," in str(label) for label in fig.data[0].y)  # hover names the map row only
+    assert fig.data[0].y[0] == "row 0"
+    # the height is the content: tiles of 100–140 px in a ~500 px column, a colour bar under them
+    margin = fig.layout.margin
+    tile = (fig.layout.height - margin.t - margin.b)
+    assert 100 <= tile <= 140 and fig.layout.height <= 300
+    assert fig.data[0].colorbar.orientation == "h" and fig.data[0].colorbar.len <= tile * 4
+
+
+def test_maps_grid_height_scales_with_rows(gen):
+    heights = [maps_grid_figure(gen.random((r, 4, 8, 8)), [f"layer {i + 1}" for i in range(r)], list("abcd")).layout.height
+               for r in (1, 2, 4)]
+    assert heights[0] < heights[1] < heights[2] <= 900
+    big = maps_grid_figure(gen.random((12, 12, 14, 14)), [f"layer {i + 1}" for i in range(12)], [f"head {j + 1}" for j in range(12)])
+    check_common(big)
+    assert big.layout.height <= 900
+
+
+def test_maps_grid_wraps_a_long_single_row(gen):
+    maps = gen.random((1, 12, 14, 14)).astype(np.float32)
+    names = [f"head {h + 1}" for h in range(12)]
+    fig = maps_grid_figure(maps, None, names)
+    check_common(fig)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape[1] == 6 * 15 - 1 and np.isfinite(z).sum() == maps.size  # 2 rows of 6
+    np.testing.assert_allclose(z[:14, 15:29], maps[0, 1], atol=1e-4)
+    gap = z.shape[0] - 2 * 14
+    np.testing.assert_allclose(z[14 + gap :, 15:29], maps[0, 7], atol=1e-4)  # head 8: row 2, slot 2
+    assert [a.text for a in fig.layout.annotations] == names
+    assert fig.data[0].text[14 + gap][15].startswith("head 8, row 0, col 0")
+    assert len(fig.to_json()) < 150_000
+    kept = maps_grid_figure(maps, None, names, wrap=None)
+    assert np.asarray(kept.data[0].z).shape == (14, 12 * 15 - 1)
 
 
 def test_overview_json_is_small(gen):
@@ -292,14 +400,36 @@ def test_attention_distance(gen):
     assert len(fig.data) == heads + 1
     for h in range(heads):
         tr = fig.data[h]
-        assert list(tr.x) == [1, 2, 3, 4] and tr.name == f"head {h + 1}"
+        assert [round(x) for x in tr.x] == [1, 2, 3, 4] and tr.name == f"head {h + 1}"
+        assert all(abs(x - round(x)) <= 0.36 for x in tr.x)
         np.testing.assert_allclose(tr.y, d[:, h], atol=0.01)
         assert [list(cd) for cd in tr.customdata] == [[l, h] for l in range(layers)]
     sel = fig.data[-1]
-    assert list(sel.x) == [3] and sel.y[0] == pytest.approx(d[2, 1], abs=0.01) and sel.marker.size > fig.data[0].marker.size
+    assert sel.x[0] == pytest.approx(fig.data[1].x[2]) and sel.y[0] == pytest.approx(d[2, 1], abs=0.01)
+    assert sel.marker.size > fig.data[0].marker.size
     assert fig.layout.xaxis.title.text == "Network depth (layer)"
     assert fig.layout.yaxis.title.text == "Mean attention distance (pixels)"
     assert len(attention_distance_figure(d).data) == heads
+
+
+def test_attention_distance_heads_apart_and_plain_customdata():
+    """An untrained model: every head at the same distance. Points must not sit on each other, and a
+    click must hand Streamlit [layer, head] as a plain list, not a base64 typed-array dict."""
+    layers, heads = 4, 4
+    fig = attention_distance_figure(np.full((layers, heads), 12.0), selected=(1, 2))
+    xs = np.array([list(fig.data[h].x) for h in range(heads)])  # (heads, layers)
+    for l in range(layers):
+        assert len(set(xs[:, l])) == heads and np.all(np.diff(xs[:, l]) > 0)
+        assert xs[:, l].mean() == pytest.approx(l + 1)
+    sent = json.loads(fig.to_json())["data"]
+    for h in range(heads):
+        cd = sent[h]["customdata"]
+        assert cd == [[l, h] for l in range(layers)] and all(type(v) is int for pair in cd for v in pair)
+    assert fig.layout.yaxis.range[0] == 0 and fig.layout.yaxis.range[1] == pytest.approx(12 * 1.15, abs=0.01)
+    many = attention_distance_figure(np.zeros((12, 12)) + 5)
+    xs = np.array([list(t.x) for t in many.data])
+    assert xs.max(axis=0).max() - xs.min(axis=0).min() < 12  # clusters of one layer never reach the next
+    assert np.all(xs[:, 1:].min(axis=0) > xs[:, :-1].max(axis=0))
 
 
 # --- tokens through the network, predictions ----------------------------------------------------
@@ -357,9 +487,13 @@ def test_scaling():
     fig = scaling_figure([224, 64, 128], 16)
     check_common(fig)
     assert len(fig.data) == 2
-    assert list(fig.data[0].x) == [64, 128, 224] and list(fig.data[0].y) == [16, 64, 196]
+    assert list(fig.data[0].x) == [64, 128, 224] and list(fig.data[0].y) == [17, 65, 197]  # sequence length N+1
+    assert list(fig.data[0].customdata) == [16, 64, 196]  # N patches, in the hover
     assert list(fig.data[1].y) == [17**2, 65**2, 197**2]
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
+    assert fig.layout.yaxis.dtick == 1 and fig.layout.yaxis2.dtick == 1  # powers of ten only
+    assert "N+1" in fig.layout.yaxis.title.text and "N+1" in fig.layout.annotations[0].text
+    assert fig.layout.margin.t >= 110  # subplot titles clear of the subtitle
 
 
 def test_training_curves():

@@ -41,6 +41,12 @@ HEAD_COLOURS = (
     "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#e7ba52", "#7b4173", "#3182bd",
 )
 _GRID_WIDTH = 900  # nominal plot width (px) used to pick heights; the real width follows the page
+# Streamlit stretches a figure to its container, so heights are picked for a nominal width: one of
+# two page columns, or the whole page. Maps keep their aspect ratio (scaleanchor) and sit centred;
+# their colour bar lies horizontally, centred under them, so it stays next to the map at any width.
+_COLUMN_WIDTH = 500
+_PAGE_WIDTH = 950
+_BAR = 64  # px of bottom margin for a horizontal colour bar with its tick labels
 # Images are capped at 250 (imperceptible): plotly's JSON escapes "/" as "\u002f", and runs of 255
 # bytes are all "/" in base64, so a white sky would cost six times its size on the wire.
 _WHITE = 250
@@ -84,15 +90,17 @@ def _to_uint8(image) -> np.ndarray:
     return np.ascontiguousarray(a[..., :3])
 
 
-def _tile(maps: np.ndarray, gap: int = 1, fill=np.nan) -> np.ndarray:
-    """(R, C, h, w, ...) → (R·h + (R-1)·gap, C·w + (C-1)·gap, ...) with ``fill`` in the gaps."""
+def _tile(maps: np.ndarray, gap: int = 1, fill=np.nan, row_gap: int | None = None) -> np.ndarray:
+    """(R, C, h, w, ...) → (R·h + (R-1)·row_gap, C·w + (C-1)·gap, ...) with ``fill`` in the gaps
+    (``row_gap`` defaults to ``gap``)."""
     r, c, h, w = maps.shape[:4]
     rest = maps.shape[4:]
-    padded = np.full((r, c, h + gap, w + gap, *rest), fill, dtype=maps.dtype)
+    rg = gap if row_gap is None else int(row_gap)
+    padded = np.full((r, c, h + rg, w + gap, *rest), fill, dtype=maps.dtype)
     padded[:, :, :h, :w] = maps
     axes = (0, 2, 1, 3, *range(4, 4 + len(rest)))
-    out = padded.transpose(axes).reshape(r * (h + gap), c * (w + gap), *rest)
-    return out[: r * (h + gap) - gap, : c * (w + gap) - gap]
+    out = padded.transpose(axes).reshape(r * (h + rg), c * (w + gap), *rest)
+    return out[: r * (h + rg) - rg, : c * (w + gap) - gap]
 
 
 def _wrap(items: np.ndarray, per_row: int, fill) -> np.ndarray:
@@ -105,21 +113,31 @@ def _wrap(items: np.ndarray, per_row: int, fill) -> np.ndarray:
 
 
 def _title(text: str, subtitle: str | None = None) -> dict:
-    title = dict(text=text, x=0.01, xanchor="left", font=dict(size=TITLE_SIZE))
+    # Pinned to the top of the figure, so ticks or labels above the plot area never run into it.
+    title = dict(text=text, x=0.01, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=10),
+                 font=dict(size=TITLE_SIZE))
     if subtitle:
         title["subtitle"] = dict(text=subtitle, font=dict(size=FONT_SIZE - 1, color="#555"))
     return title
 
 
-def _layout(fig: go.Figure, title: str = "", height: float = 450, subtitle: str | None = None, **kwargs) -> go.Figure:
-    """The look every figure shares."""
-    top = 20 + (45 if title else 0) + (25 if subtitle else 0)
+def _top(title: str = "", subtitle: str | None = None) -> int:
+    """Top margin (px) that holds the title and its subtitle (one line per ``<br>``)."""
+    lines = subtitle.count("<br>") + 1 if subtitle else 0
+    return 20 + (40 if title else 0) + 21 * lines + (6 if lines else 0)
+
+
+def _layout(fig: go.Figure, title: str = "", height: float = 450, subtitle: str | None = None,
+            margin: dict | None = None, **kwargs) -> go.Figure:
+    """The look every figure shares; ``margin`` overrides parts of the default margins."""
+    margins = dict(l=10, r=10, t=_top(title, subtitle), b=10)
+    margins.update(margin or {})
     fig.update_layout(
         template="plotly_white",
         height=int(round(height)),
         font=dict(size=FONT_SIZE),
         title=_title(title, subtitle) if title else None,
-        margin=dict(l=10, r=10, t=top, b=10),
+        margin=margins,
         hoverlabel=dict(font_size=FONT_SIZE - 1),
         **kwargs,
     )
@@ -143,6 +161,19 @@ def _grid_height(rows: int, cols: int, extra: int = 120, width: int = _GRID_WIDT
 
 def _colorbar(title: str = "", **kwargs) -> dict:
     return dict(title=dict(text=title, side="right"), thickness=16, outlinewidth=0, **kwargs)
+
+
+def _hbar(title: str = "", length: float = 300, **kwargs) -> dict:
+    """A horizontal colour bar, ``length`` px long, centred under the plot area at the bottom of the
+    figure (in the ``_BAR`` px of bottom margin): under a centred map it stays aligned at any width."""
+    return dict(orientation="h", x=0.5, xref="paper", xanchor="center", y=0, yref="container", yanchor="bottom",
+                ypad=8, len=int(max(120, length)), lenmode="pixels", thickness=14, outlinewidth=0,
+                title=dict(text=title, side="right"), **kwargs)
+
+
+def _label_width(labels: Sequence[str], size: int = FONT_SIZE) -> int:
+    """Rough width (px) of the widest tick label."""
+    return int(max((len(str(t)) for t in labels), default=0) * size * 0.55) + 10
 
 
 def _bounds(values: np.ndarray, zmin, zmax) -> tuple[float, float]:
@@ -287,10 +318,12 @@ def patch_sequence_figure(patches: np.ndarray, patch_size: int, channels: int, m
         hovertemplate="patch %{customdata}<extra></extra>",
     ))
     shown = f"all {total} patches" if n == total else f"first {n} of {total} patches"
-    subtitle = f"{shown}, in sequence order (row by row, left to right), each {p}×{p}×{c} = {p * p * c} numbers"
-    rows = grid.shape[0]
-    height = _grid_height(rows * (p + 1), per_row * (p + 1), extra=110, max_cell=4)
-    _layout(fig, "The sequence of patches", height, subtitle=subtitle, hovermode="closest")
+    subtitle = f"{shown}, row by row, left to right<br>each {p}×{p}×{c} = {p * p * c} numbers"
+    title = "The sequence of patches"
+    # Height from the strip itself: as wide as a page column allows, at most 40 px per patch.
+    scale = min((_COLUMN_WIDTH - 20) / strip.shape[1], 40 / p)
+    height = _top(title, subtitle) + strip.shape[0] * scale + 12
+    _layout(fig, title, max(200, height), subtitle=subtitle, hovermode="closest", margin=dict(b=12))
     _hide_axes(fig)
     return fig
 
@@ -312,8 +345,8 @@ def patch_vectors_figure(patches: np.ndarray, max_patches: int = 64) -> go.Figur
         hovertemplate="patch %{y}<br>number %{x} of the patch: %{z:.3f}<extra></extra>",
     ))
     shown = f"all {total} patches" if n == total else f"first {n} of {total} patches"
-    _layout(fig, f"Each patch is a word of {d} numbers", max(320, min(720, 14 * n + 150)),
-            subtitle=f"{shown}; a row is one patch flattened pixel by pixel (row, column, channel)")
+    subtitle = f"{shown}; one row per patch,<br>flattened pixel by pixel (row, column, channel)"
+    _layout(fig, f"Each patch is a word of {d} numbers", max(320, min(620, 6 * n + 230)), subtitle=subtitle)
     fig.update_xaxes(title="position in the flattened patch", showgrid=False, zeroline=False)
     fig.update_yaxes(title="patch (sequence position)", autorange="reversed", showgrid=False, zeroline=False)
     return fig
@@ -350,12 +383,15 @@ def filters_figure(components: np.ndarray, explained: np.ndarray | None = None, 
         marker=dict(size=12, color="rgba(0,0,0,0)", opacity=0), hovertemplate="%{text}<extra></extra>",
         name="components",
     ))
-    subtitle = "each scaled to its own range; ordered by the variance they explain"
     if explained is not None:
-        subtitle += f" (top {k} together: {float(share.sum()):.0f}%)"
-    rows = image.shape[0] / (ph + gap)
-    height = _grid_height(image.shape[0], image.shape[1], extra=110, max_cell=9, max_height=120 + rows * 120)
-    _layout(fig, "Principal components of the patch-embedding filters E", height, subtitle=subtitle, hovermode="closest")
+        subtitle = f"top {k}: {float(share.sum()):.0f}% of variance; each on its own scale"
+    else:
+        subtitle = "ordered by variance; each on its own scale"
+    title = "Principal components of E"
+    # Tiles of about 60 px (at most 70): as wide as a page column allows, the height from the rows.
+    scale = min((_COLUMN_WIDTH - 20) / image.shape[1], 70 / max(ph, pw))
+    height = _top(title, subtitle) + image.shape[0] * scale + 12
+    _layout(fig, title, max(200, height), subtitle=subtitle, hovermode="closest", margin=dict(b=12))
     _hide_axes(fig)
     return fig
 
@@ -382,14 +418,22 @@ def token_matrix_figure(tokens: np.ndarray, max_dims: int | None = None) -> go.F
         colorbar=_colorbar("value"),
         hovertemplate="%{y}<br>dimension %{x}: %{z:.3f}<extra></extra>",
     ))
-    tickvals, ticktext = _token_ticks(t)
     fig.add_shape(type="rect", x0=-0.5, x1=dims - 0.5, y0=-0.5, y1=0.5, line=dict(color="black", width=2.5))
-    subtitle = f"{t} tokens × {d} dimensions" + ("" if dims == d else f" (first {dims} dimensions shown)")
+    subtitle = f"{t} tokens × {d} dimensions" + ("" if dims == d else f" (first {dims} shown)")
     subtitle += "; colours clipped at ±" + f"{m:.3g}"
-    _layout(fig, "The token sequence: one row per token", max(320, min(720, 2.6 * t + 170)), subtitle=subtitle)
+    title = "The token sequence: one row per token"
+    height = int(np.clip(5 * t + 190, 320, 700))
+    bottom = 60  # x tick labels and title
+    row_px = (height - _top(title, subtitle) - bottom) / max(t, 1)
+    # [class] on row 0, then patch numbers every `step` rows, far enough apart (and from [class]) to read.
+    step = next((s for s in (1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 128, 200, 256, 500) if s * row_px >= 30), t)
+    patches = list(range(t - 1)) if step == 1 else list(range(step, t - 1, step))
+    ticktext = [CLASS_LABEL] + [f"patch {i}" for i in patches]
+    tickvals = [labels[0]] + [labels[i + 1] for i in patches]
+    _layout(fig, title, height, subtitle=subtitle, margin=dict(b=bottom))
     fig.update_xaxes(title="embedding dimension", showgrid=False, zeroline=False)
     fig.update_yaxes(title="token", type="category", autorange="reversed", tickmode="array",
-                     tickvals=[labels[i] for i in tickvals], ticktext=ticktext, showgrid=False)
+                     tickvals=tickvals, ticktext=ticktext, showgrid=False, automargin=True)
     return fig
 
 
@@ -405,41 +449,82 @@ def patch_map_figure(
     zmax=None,
     opacity: float = 0.6,
     colorbar_title: str = "",
+    *,
+    percent: bool = False,
 ) -> go.Figure:
-    """A (gh, gw) map at patch resolution, laid over the image (each cell covers one patch)."""
+    """A (gh, gw) map at patch resolution, laid over the image (each cell covers one patch).
+
+    The image is drawn in grayscale underneath, so the map's colours are never confused with the
+    image's own. Alone, the map gets patch row and column axes. The map is about 400 px, its colour
+    bar centred under it. ``percent`` shows the values (e.g. attention probabilities) × 100 with a
+    "%" on the colour bar and in the hover; ``zmin``/``zmax`` stay in the values' own units.
+    """
     v = _np(values)
     if v.ndim == 3 and v.shape[0] == 1:
         v = v[0]
     if v.ndim != 2:
         raise ValueError(f"expected a (gh, gw) map, got {v.shape}")
     gh, gw = v.shape
-    z = _f32(v)
-    lo, hi = _bounds(z, zmin, zmax)
+    factor = 100.0 if percent else 1.0
+    z = _f32(v.astype(np.float64) * factor)
+    lo, hi = _bounds(z, None if zmin is None else float(zmin) * factor, None if zmax is None else float(zmax) * factor)
     index = np.arange(gh * gw, dtype=np.int32).reshape(gh, gw)
+    name = colorbar_title or "value"
+    shown = "%{z:.2f}%" if percent else "%{z:.3f}"
+    if image is None:
+        aspect, left, bottom = gh / gw, 76, 58 + _BAR
+    else:
+        rgb = _to_uint8(image)
+        h, w = rgb.shape[:2]
+        aspect, left, bottom = h / w, 10, _BAR + 4
+    top = _top(title)
+    map_w = min(_COLUMN_WIDTH - left - 10, 400.0)
+    map_h = map_w * aspect
+    if map_h > 420:
+        map_h = 420.0
+        map_w = map_h / aspect
+    bar = _hbar(colorbar_title, 0.75 * map_w, **({"ticksuffix": "%"} if percent else {}))
     heat = dict(
-        z=z, zmin=lo, zmax=hi, colorscale=colorscale, customdata=index,
-        colorbar=_colorbar(colorbar_title), hoverongaps=False,
-        hovertemplate="patch %{customdata}<br>value %{z:.3f}<extra></extra>",
+        z=z, zmin=lo, zmax=hi, colorscale=colorscale, customdata=index, colorbar=bar, hoverongaps=False,
+        hovertemplate=f"patch %{{customdata}}<br>{name} {shown}<extra></extra>",
     )
+    height = top + map_h + bottom
     if image is None:
         fig = go.Figure(go.Heatmap(x0=0, dx=1, y0=0, dy=1, **heat))
-        _layout(fig, title, _image_height(gh, gw) + (45 if title else 0))
+        _layout(fig, title, height, margin=dict(l=left, b=bottom))
         fig.update_xaxes(title="patch column", showgrid=False, zeroline=False, constrain="domain")
         fig.update_yaxes(title="patch row", autorange="reversed", scaleanchor="x", scaleratio=1,
                          showgrid=False, zeroline=False, constrain="domain")
         return fig
-    rgb = _to_uint8(image)
-    h, w = rgb.shape[:2]
+    # Luminance (ITU-R BT.601), kept as three equal channels of a uint8 image.
+    gray = np.round(rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    gray = np.repeat(np.clip(gray, 0, _WHITE).astype(np.uint8)[..., None], 3, axis=-1)
     ph, pw = h / gh, w / gw
-    fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    fig = go.Figure(go.Image(z=gray, hoverinfo="skip"))
     fig.add_trace(go.Heatmap(
         x0=(pw - 1) / 2, dx=pw, y0=(ph - 1) / 2, dy=ph, opacity=float(opacity), **heat,
     ))
-    _layout(fig, title, _image_height(h, w) + (45 if title else 0), hovermode="closest")
+    _layout(fig, title, height, hovermode="closest", margin=dict(l=left, b=bottom))
     _hide_axes(fig)
     fig.update_xaxes(range=[-0.5, w - 0.5], constrain="domain")
     fig.update_yaxes(range=[h - 0.5, -0.5], autorange=False, scaleanchor="x", scaleratio=1, constrain="domain")
     return fig
+
+
+def _scaled(maps: np.ndarray, shared_scale: bool, zmin, zmax, title: str):
+    """Float32 maps, min-max scaled per map unless ``shared_scale``; the colour range and the title."""
+    data = maps.astype(np.float32)
+    if not shared_scale:
+        lo = np.nanmin(data, axis=(2, 3), keepdims=True)
+        hi = np.nanmax(data, axis=(2, 3), keepdims=True)
+        data = (data - lo) / np.maximum(hi - lo, 1e-12)
+        zmin, zmax = 0.0, 1.0
+        title = f"{title} (each map scaled to its own 0–1 range)" if title else "each map scaled to its own 0–1 range"
+    return data, zmin, zmax, title
+
+
+def _bar_length(map_w: float) -> float:
+    return float(np.clip(0.75 * map_w, 160, 420))
 
 
 def _maps_grid(
@@ -457,39 +542,88 @@ def _maps_grid(
     y_title: str = "",
     colorbar_title: str = "",
     subtitle: str | None = None,
+    width: float = _COLUMN_WIDTH,
+    max_height: float = 900,
+    max_tile: float = 170,
 ) -> go.Figure:
+    """One heatmap of (R, C, h, w) maps with 1-cell NaN gaps; empty ``row_ticks`` hide the row labels.
+
+    Square tiles, as large as ``width`` (nominal, px) and ``max_height`` allow, up to ``max_tile`` px;
+    the figure is exactly as tall as its content."""
     r, c, h, w = maps.shape
-    data = maps.astype(np.float32)
-    if not shared_scale:
-        lo = np.nanmin(data, axis=(2, 3), keepdims=True)
-        hi = np.nanmax(data, axis=(2, 3), keepdims=True)
-        data = (data - lo) / np.maximum(hi - lo, 1e-12)
-        zmin, zmax = 0.0, 1.0
-        title = f"{title} (each map scaled to its own 0–1 range)" if title else "each map scaled to its own 0–1 range"
+    data, zmin, zmax, title = _scaled(maps, shared_scale, zmin, zmax, title)
     z = _f32(_tile(data, gap=1))
     lo, hi = _bounds(z, zmin, zmax)
     # Category axes carry the hover text: one short label per row and column of cells, not per cell.
     ycats, xcats = [], []
     for i in range(r):
-        ycats += [f"{row_names[i]}, row {k}" for k in range(h)] + ([f"gap {i}"] if i < r - 1 else [])
+        prefix = f"{row_names[i]}, " if row_names[i] else ""
+        ycats += [f"{prefix}row {k}" for k in range(h)] + ([f"gap {i}"] if i < r - 1 else [])
     for j in range(c):
         xcats += [f"{col_names[j]}, col {k}" for k in range(w)] + ([f"gap {j}"] if j < c - 1 else [])
+    show_rows = any(str(t) for t in row_ticks)
+    tick_size = SMALL_SIZE if max(r, c) > 8 else FONT_SIZE
+    on_top = r > 1  # column labels above a grid, under a single row
+    x_space = 28 + (26 if x_title else 0)
+    top = _top(title, subtitle) + (x_space if on_top else 0)
+    bottom = _BAR + (0 if on_top else x_space)
+    left = 10 + (_label_width(row_ticks, tick_size) if show_rows else 0) + (30 if y_title else 0)
+    rows_cells, cols_cells = z.shape
+    cell = min((width - left - 10) / cols_cells, (max_height - top - bottom) / rows_cells, max_tile / max(h, w))
     fig = go.Figure(go.Heatmap(
         z=z, x=xcats, y=ycats, zmin=lo, zmax=hi, colorscale=colorscale, hoverongaps=False,
-        colorbar=_colorbar(colorbar_title or ("scaled value" if not shared_scale else "value")),
+        colorbar=_hbar(colorbar_title or ("scaled value" if not shared_scale else "value"), _bar_length(cols_cells * cell)),
         hovertemplate="%{y}<br>%{x}<br>value %{z:.3f}<extra></extra>",
     ))
-    rows_cells, cols_cells = z.shape
-    _layout(fig, title, _grid_height(rows_cells, cols_cells, extra=120 + (25 if subtitle else 0) + (25 if x_title else 0)),
-            subtitle=subtitle)
-    dense = max(r, c) > 8
+    _layout(fig, title, top + rows_cells * cell + bottom, subtitle=subtitle, margin=dict(l=left, t=top, b=bottom))
     fig.update_xaxes(type="category", tickmode="array", tickvals=[j * (w + 1) + (w - 1) / 2 for j in range(c)],
                      ticktext=col_ticks, showgrid=False, zeroline=False, constrain="domain", title=x_title or None,
-                     tickfont=dict(size=SMALL_SIZE if dense else FONT_SIZE), side="top" if r > 1 else "bottom")
+                     tickfont=dict(size=tick_size), side="top" if on_top else "bottom", ticks="")
     fig.update_yaxes(type="category", tickmode="array", tickvals=[i * (h + 1) + (h - 1) / 2 for i in range(r)],
-                     ticktext=row_ticks, autorange="reversed", scaleanchor="x", scaleratio=1, showgrid=False,
-                     zeroline=False, constrain="domain", title=y_title or None,
-                     tickfont=dict(size=SMALL_SIZE if dense else FONT_SIZE))
+                     ticktext=row_ticks if show_rows else [], showticklabels=show_rows, autorange="reversed",
+                     scaleanchor="x", scaleratio=1, showgrid=False, zeroline=False, constrain="domain",
+                     title=y_title or None, tickfont=dict(size=tick_size), ticks="")
+    return fig
+
+
+def _maps_wrapped(maps: np.ndarray, names: list[str], per_row: int, title: str, shared_scale: bool, colorscale,
+                  zmin, zmax, width: float = _COLUMN_WIDTH, max_height: float = 900, max_tile: float = 170) -> go.Figure:
+    """A single row of (1, C, h, w) maps wrapped onto rows of ``per_row``, each labelled above its tile."""
+    _, c, h, w = maps.shape
+    data, zmin, zmax, title = _scaled(maps, shared_scale, zmin, zmax, title)
+    rows = math.ceil(c / per_row)
+    tiles = _wrap(data[0], per_row, np.float32(np.nan))  # (rows, per_row, h, w)
+    label_px = 24
+    top = _top(title) + label_px
+    bottom = _BAR
+    cols_cells = per_row * (w + 1) - 1
+    cell = min((width - 20) / cols_cells, max_tile / max(h, w))
+    for _ in range(2):  # the gap between rows holds the labels, so it depends on the cell size
+        row_gap = max(1, math.ceil(label_px / cell))
+        rows_cells = rows * (h + row_gap) - row_gap
+        cell = min(cell, (max_height - top - bottom) / rows_cells)
+    z = _f32(_tile(tiles, gap=1, row_gap=row_gap))
+    lo, hi = _bounds(z, zmin, zmax)
+    text = np.full(z.shape, "", dtype=object)
+    for t, name in enumerate(names):
+        i, j = divmod(t, per_row)
+        y0, x0 = i * (h + row_gap), j * (w + 1)
+        for k in range(h):
+            for m in range(w):
+                text[y0 + k, x0 + m] = f"{name}, row {k}, col {m}"  # no <br>: JSON escapes "<" as 6 chars
+    fig = go.Figure(go.Heatmap(
+        z=z, x0=0, dx=1, y0=0, dy=1, text=text.tolist(), zmin=lo, zmax=hi, colorscale=colorscale, hoverongaps=False,
+        colorbar=_hbar("scaled value" if not shared_scale else "value", _bar_length(cols_cells * cell)),
+        hovertemplate="%{text}<br>value %{z:.3f}<extra></extra>",
+    ))
+    for t, name in enumerate(names):
+        i, j = divmod(t, per_row)
+        fig.add_annotation(x=j * (w + 1) + (w - 1) / 2, y=i * (h + row_gap) - 0.5, text=name, showarrow=False,
+                           xref="x", yref="y", yanchor="bottom", yshift=2, font=dict(size=FONT_SIZE - 1))
+    _layout(fig, title, top + rows_cells * cell + bottom, margin=dict(t=top, b=bottom))
+    _hide_axes(fig)
+    fig.update_xaxes(constrain="domain")
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain")
     return fig
 
 
@@ -502,12 +636,20 @@ def maps_grid_figure(
     colorscale="Viridis",
     zmin=None,
     zmax=None,
+    *,
+    wrap: int | None = 6,
+    width: int | None = None,
 ) -> go.Figure:
     """(R, C, gh, gw) maps tiled into ONE heatmap with 1-cell NaN gaps, labelled by row and column.
 
     E.g. R = layers, C = heads. Hover shows the tile's row and column labels, the cell's row and
     column inside the map and the value. With ``shared_scale`` all tiles share one colour range
     (``zmin``/``zmax``, default the data range); otherwise each tile is min-max scaled to [0, 1].
+
+    A single row without ``row_labels`` (all heads of one layer) has no row label, and more than
+    ``wrap`` maps in it are wrapped onto several rows, each map labelled above it (None: never).
+    The height follows the content: square tiles as large as ``width`` allows (the nominal width in
+    px; default one page column for a single row, the whole page otherwise), at most 900 px in all.
     """
     m = _np(maps)
     if m.ndim == 3:
@@ -515,11 +657,16 @@ def maps_grid_figure(
     if m.ndim != 4:
         raise ValueError(f"expected maps (R, C, gh, gw), got {m.shape}")
     r, c = m.shape[:2]
-    rows = _unique(row_labels if row_labels is not None else [f"row {i + 1}" for i in range(r)])
+    single = r == 1 and row_labels is None
+    rows = [""] if single else _unique(row_labels if row_labels is not None else [f"row {i + 1}" for i in range(r)])
     cols = _unique(col_labels if col_labels is not None else [f"column {j + 1}" for j in range(c)])
     if len(rows) != r or len(cols) != c:
         raise ValueError(f"{len(rows)} row labels and {len(cols)} column labels for a {r}×{c} grid")
-    return _maps_grid(m, rows, cols, rows, cols, title, shared_scale, colorscale, zmin, zmax)
+    nominal = float(width) if width else (_COLUMN_WIDTH if r == 1 else _PAGE_WIDTH)
+    if single and wrap is not None and c > max(1, int(wrap)):
+        lines = math.ceil(c / max(1, int(wrap)))
+        return _maps_wrapped(m, cols, math.ceil(c / lines), title, shared_scale, colorscale, zmin, zmax, nominal)
+    return _maps_grid(m, rows, cols, rows, cols, title, shared_scale, colorscale, zmin, zmax, width=nominal)
 
 
 def position_similarity_figure(similarity: np.ndarray, grid: tuple[int, int], *, max_tiles: int = 16) -> go.Figure:
@@ -537,9 +684,9 @@ def position_similarity_figure(similarity: np.ndarray, grid: tuple[int, int], *,
     rows = np.unique(np.linspace(0, gh - 1, min(gh, max_tiles)).round().astype(int))
     cols = np.unique(np.linspace(0, gw - 1, min(gw, max_tiles)).round().astype(int))
     maps = maps[rows][:, cols]
-    subtitle = "each tile: one input patch's position against all positions"
+    subtitle = "each tile: one position against all the others"
     if len(rows) < gh or len(cols) < gw:
-        subtitle += f" ({len(rows)}×{len(cols)} of the {gh}×{gw} positions)"
+        subtitle += f"<br>{len(rows)}×{len(cols)} of the {gh}×{gw} positions shown"
     return _maps_grid(
         maps, [str(i) for i in rows], [str(j) for j in cols],
         [f"input row {i}" for i in rows], [f"input col {j}" for j in cols],
@@ -584,8 +731,10 @@ def attention_matrix_figure(attention: np.ndarray, title: str = "") -> go.Figure
 def attention_distance_figure(distances: np.ndarray, selected: tuple[int, int] | None = None) -> go.Figure:
     """Paper Fig. 7 right: mean attention distance (pixels) of every head against network depth.
 
-    One trace per head (a legend entry each), points at x = layer (1-based); ``customdata`` is
-    [layer index, head index], 0-based, for click selection. ``selected`` (0-based) is ringed.
+    One trace per head (a legend entry each), points at x = layer (1-based), each head shifted a
+    little sideways so that heads at the same distance (an untrained model) stay apart and
+    clickable; ``customdata`` is [layer index, head index], 0-based, a plain list of int pairs (so
+    a Streamlit selection returns a list), for click selection. ``selected`` (0-based) is ringed.
     """
     d = _np(distances)
     if d.ndim == 3 and d.shape[1] == 1:  # (L, B=1, H) from analysis.attention_distances
@@ -593,30 +742,37 @@ def attention_distance_figure(distances: np.ndarray, selected: tuple[int, int] |
     if d.ndim != 2:
         raise ValueError(f"expected distances (L, H), got {d.shape}")
     layers, heads = d.shape
+    step = min(0.15, 0.7 / max(heads - 1, 1))  # all heads of a layer within ±0.35 of it
+
+    def jittered(h: int) -> np.ndarray:
+        return np.round(np.arange(1, layers + 1) + (h - (heads - 1) / 2) * step, 4)
+
     fig = go.Figure()
-    depth = np.arange(1, layers + 1, dtype=np.int32)
+    size = 12 if heads <= 8 else 10
     for h in range(heads):
         fig.add_trace(go.Scatter(
-            x=depth, y=_f32(d[:, h], 2), mode="markers", name=f"head {h + 1}",
-            marker=dict(size=11, color=HEAD_COLOURS[h % len(HEAD_COLOURS)], line=dict(width=0.5, color="white")),
-            customdata=np.stack([np.arange(layers), np.full(layers, h)], axis=1).astype(np.int32),
-            hovertemplate=f"layer %{{x}}, head {h + 1}<br>mean distance %{{y:.1f}} px<extra></extra>",
+            x=jittered(h).tolist(), y=_f32(d[:, h], 2), mode="markers", name=f"head {h + 1}",
+            marker=dict(size=size, color=HEAD_COLOURS[h % len(HEAD_COLOURS)], line=dict(width=0.5, color="white")),
+            customdata=np.stack([np.arange(layers), np.full(layers, h)], axis=1).astype(int).tolist(),
+            text=[f"layer {l + 1}, head {h + 1}" for l in range(layers)],
+            hovertemplate="%{text}<br>mean distance %{y:.1f} px<extra></extra>",
         ))
     if selected is not None:
         sl, sh = int(selected[0]), int(selected[1])
         if not (0 <= sl < layers and 0 <= sh < heads):
             raise ValueError(f"selected {selected} is outside {layers} layers × {heads} heads")
         fig.add_trace(go.Scatter(
-            x=[sl + 1], y=[round(float(d[sl, sh]), 2)], mode="markers", name="selected", showlegend=False,
-            marker=dict(size=24, symbol="circle-open", color="black", line=dict(width=3)), hoverinfo="skip",
+            x=[float(jittered(sh)[sl])], y=[round(float(d[sl, sh]), 2)], mode="markers", name="selected",
+            showlegend=False, marker=dict(size=size + 9, symbol="circle-open", color="black", line=dict(width=2.5)),
+            hoverinfo="skip",
         ))
     finite = d[np.isfinite(d)]
-    top = float(finite.max()) * 1.08 if finite.size else 1.0
+    top = float(finite.max()) * 1.15 if finite.size else 1.0  # headroom for the selection ring
     _layout(fig, "How far each head looks", 470, subtitle="mean attention distance per head; click a point to select it",
             hovermode="closest", clickmode="event+select", legend=dict(title=dict(text="head"), font=dict(size=13)))
     fig.update_xaxes(title="Network depth (layer)", tickmode="linear", tick0=1, dtick=1 if layers <= 24 else 2,
                      range=[0.5, layers + 0.5])
-    fig.update_yaxes(title="Mean attention distance (pixels)", range=[0, max(top, 1e-6)], rangemode="tozero")
+    fig.update_yaxes(title="Mean attention distance (pixels)", range=[0, max(top, 1e-6)])
     return fig
 
 
@@ -681,8 +837,8 @@ def logit_lens_figure(probs: np.ndarray, class_names: list[str], top: int = 5) -
         texttemplate="%{z:.0%}", textfont=dict(size=12 if steps > 13 else 14),
         hovertemplate="%{y}<br>after block %{x}: %{z:.1%}<extra></extra>",
     ))
-    _layout(fig, "Logit lens: what the head would say at each depth", max(300, 42 * len(chosen) + 190),
-            subtitle=f"the {len(chosen[:top])} top classes at the end, plus any class that was top-1 earlier")
+    _layout(fig, "Logit lens: the prediction at each depth", max(300, 42 * len(chosen) + 190),
+            subtitle=f"the top {len(chosen[:top])} at the end, and any earlier top-1")
     fig.update_xaxes(title="after block l (0 = embeddings)", type="category", showgrid=False)
     fig.update_yaxes(type="category", autorange="reversed", showgrid=False)
     return fig
@@ -715,24 +871,29 @@ def top_k_figure(probs: np.ndarray, class_names: list[str], k: int = 5) -> go.Fi
 
 
 def scaling_figure(image_sizes: list[int], patch_size: int) -> go.Figure:
-    """Sequence length N = (S/P)² and attention cost (N+1)² per head per layer against image size S."""
+    """Sequence length N+1 (N = (S/P)² patches and [class]) and attention cost (N+1)² per head per
+    layer against image side S, on log axes labelled at powers of ten."""
     sizes = np.array(sorted({int(s) for s in image_sizes}), dtype=np.int64)
     p = int(patch_size)
     n = (sizes // p) ** 2
-    cost = (n + 1) ** 2
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=("sequence length N", "attention entries (N+1)²"))
-    fig.add_trace(go.Scatter(x=sizes, y=n, mode="lines+markers", name="N", line=dict(width=3),
-                             hovertemplate="%{x}×%{x} px → N = %{y:,} patches<extra></extra>"), row=1, col=1)
+    tokens = n + 1
+    cost = tokens ** 2
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
+                        subplot_titles=("sequence length N+1", "attention entries (N+1)²"))
+    fig.add_trace(go.Scatter(x=sizes, y=tokens, mode="lines+markers", name="N+1", line=dict(width=3), customdata=n,
+                             hovertemplate="%{x}×%{x} px → N = %{customdata:,} patches + [class] = %{y:,} tokens"
+                                           "<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Scatter(x=sizes, y=cost, mode="lines+markers", name="(N+1)²", line=dict(width=3, color="#d62728"),
                              hovertemplate="%{x}×%{x} px → %{y:,} attention weights per head and layer<extra></extra>"),
                   row=1, col=2)
-    _layout(fig, f"Cost of attention with {p}×{p} patches", 430,
-            subtitle="double the image side: 4× the tokens, 16× the attention", showlegend=False)
+    title, subtitle = f"Cost of attention with {p}×{p} patches", "double the image side: 4× the tokens, 16× the attention"
+    # Room between the subtitle and the subplot titles (annotations just above each plot area).
+    _layout(fig, title, 460, subtitle=subtitle, showlegend=False, margin=dict(t=_top(title, subtitle) + 34, b=10))
     fig.update_annotations(font_size=FONT_SIZE)
-    fig.update_xaxes(title="image side (pixels)")
-    fig.update_yaxes(type="log", title="patches N", row=1, col=1)
-    fig.update_yaxes(type="log", title="entries per head", row=1, col=2)
+    fig.update_xaxes(title="image side S (pixels)")
+    log = dict(type="log", dtick=1, exponentformat="power", showexponent="all", minor=dict(showgrid=False))
+    fig.update_yaxes(title="tokens N+1 (N patches + [class])", row=1, col=1, **log)
+    fig.update_yaxes(title="entries per head and layer", row=1, col=2, **log)
     return fig
 
 
