@@ -166,11 +166,16 @@ def sample_label(path: Path) -> str:
     """A short button label: 'fashion-0-ankle-boot' → 'ankle boot', 'shapes-arrow-up' → 'arrow up'."""
     parts = path.stem.split("-")
     if parts[0] == "fashion":
-        parts = parts[2:]
-    elif parts[0] == "shapes":
-        parts = parts[1:]
-        if parts and parts[0] == "l":
-            parts = ["L", *parts[2:]]
+        return " ".join(parts[2:])
+    if parts[0] == "shapes":
+        arrows = {"up": "↑", "down": "↓", "left": "←", "right": "→", "top-left": "↖", "top-right": "↗",
+                  "bottom-left": "↙", "bottom-right": "↘"}
+        rest = parts[1:]
+        if rest[:1] == ["arrow"]:
+            return f"arrow {arrows.get(rest[1], rest[1])}"
+        if rest[:2] == ["l", "corner"]:
+            return f"L {arrows.get('-'.join(rest[2:]), ' '.join(rest[2:]))}"
+        return " ".join(rest)
     return " ".join(parts)
 
 

@@ -47,9 +47,10 @@ with left:
     st.subheader("What E looks for")
     k = st.slider("Principal components", 4, min(28, D, values), min(28, D, values), key="pca_k")
     components, explained = analysis.embedding_filter_pca(model.patch_embed.weight.detach().cpu(), k)
-    st.markdown("The paper's Fig. 7 (left): the top principal components of the learned filters E, each "
-                "drawn as a P×P patch. Trained models learn smooth, low-frequency bases, like the first "
-                "functions of a Fourier or wavelet basis; untrained ones show noise.")
+    st.markdown(f"The paper's Fig. 7 (left): the top principal components of the {D} learned filters in E, "
+                f"each drawn as a {cfg.patch_size}×{cfg.patch_size} patch. In the paper's large models they look "
+                "like smooth, low-frequency basis functions (blobs, stripes, edges). A tiny model with small "
+                "patches has little room for that; compare with its untrained twin, which shows pure noise.")
     common.plot(plots.filters_figure(components.numpy(), explained.numpy()), key="filters_pca")
 with right:
     st.subheader("How strongly each patch is embedded")
