@@ -72,16 +72,24 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        b, n, _ = x.shape
+        # (B, N, 3·D) → q, k, v, each (B, H, N, d): einops "b n (three h d) -> three b h n d", as views.
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         if need_weights:
-            attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)  # (B, H, N+1, N+1)
-            out = self.attn_drop(attn) @ v
+            # softmax(q·kᵀ / √d) with B·H folded into one batch of GEMMs; alpha applies the scale
+            # inside the GEMM, which gives the same bits as (q @ kᵀ) * scale, one pass cheaper.
+            d = q.shape[-1]
+            scores = torch.baddbmm(q.new_empty(()), q.reshape(-1, n, d), k.reshape(-1, n, d).transpose(1, 2),
+                                   beta=0.0, alpha=self.scale)
+            attn = scores.softmax(dim=-1).view(b, self.heads, n, n)  # (B, H, N+1, N+1)
+            out = (self.attn_drop(attn) if self.training else attn) @ v
         else:
             attn = None
             p = self.attn_drop.p if self.training else 0.0
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
-        out = rearrange(out, "b h n d -> b n (h d)")
-        return self.proj_drop(self.proj(out)), attn
+        out = out.transpose(1, 2).reshape(b, n, -1)  # "b h n d -> b n (h d)"
+        out = self.proj(out)
+        return (self.proj_drop(out) if self.training else out), attn
 
 
 class MLP(nn.Module):
@@ -93,6 +101,8 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor, keep_hidden: bool = False) -> tuple[Tensor, Tensor | None]:
         h = F.gelu(self.fc1(x))  # exact (erf) GELU, as in the paper and Hugging Face
+        if not self.training:  # dropout is the identity at inference; skip the calls
+            return self.fc2(h), (h if keep_hidden else None)
         return self.drop(self.fc2(self.drop(h))), (h if keep_hidden else None)
 
 
@@ -207,7 +217,9 @@ class VisionTransformer(nn.Module):
         patch_emb = rearrange(self.patch_embed(x), "b d h w -> b (h w) d")  # (B, N, D)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         pos = self.position_embeddings_for(grid)
-        z0 = self.pos_drop(torch.cat((cls, patch_emb), dim=1) + pos)  # (B, N+1, D)
+        z0 = torch.cat((cls, patch_emb), dim=1) + pos  # (B, N+1, D)
+        if self.training:
+            z0 = self.pos_drop(z0)
         return z0, patch_emb, pos, grid
 
     def pool(self, tokens: Tensor) -> Tensor:

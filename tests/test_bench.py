@@ -1,0 +1,89 @@
+"""The benchmark runs end to end at smoke size and reports agreement with Hugging Face.
+
+Timings are never asserted: they depend on the machine and on whatever else it is doing.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from vit import bench  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTED_ROWS = {("smoke", 1, "trace"), ("smoke", 1, "forward"), ("smoke", 4, "trace"), ("smoke", 4, "forward")}
+
+
+def _check_rows(rows):
+    assert {(r["case"], r["batch"], r["mode"]) for r in rows} == EXPECTED_ROWS
+    assert len(rows) == len(EXPECTED_ROWS)
+    for r in rows:
+        assert set(bench.COLUMNS) <= set(r)
+        assert r["dtype"] == "fp32"
+        assert r["max_abs_diff"] < 1e-4
+        assert r["ours_ms"] > 0 and r["hf_ms"] > 0
+        assert math.isclose(r["ratio"], r["ours_ms"] / r["hf_ms"])
+
+
+def test_run_bench_smoke_in_process(tmp_path):
+    threads = torch.get_num_threads()
+    lines = []
+    result = bench.run_bench(smoke=True, device="cpu", threads=1, json_path=tmp_path / "out" / "bench.json", out=lines.append)
+    assert torch.get_num_threads() == threads  # restored afterwards
+    assert result["settings"]["threads"] == 1
+    _check_rows(result["rows"])
+    assert result["settings"]["reps"] == 2 and result["settings"]["smoke"]
+    machine = result["machine"]
+    for key in ("cpu", "cores", "torch_threads", "torch", "transformers", "device"):
+        assert machine[key] not in (None, "")
+    saved = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert saved["rows"] == result["rows"]
+    text = "\n".join(lines)
+    assert text.startswith("machine:")
+    for header in bench.HEADERS:
+        assert header in text
+
+
+def test_bench_command_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "vit.bench", "--smoke", "--device", "cpu", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["case", "batch"])
+    assert lines[header].split() == ["case", "batch", "mode", "dtype", "ours", "ms", "HF", "ms", "ours/HF", "max", "|Δ|"]
+    table = [line.split() for line in lines[header + 2:header + 2 + len(EXPECTED_ROWS)]]
+    assert {(c[0], int(c[1]), c[2]) for c in table} == EXPECTED_ROWS
+    for cells in table:
+        assert len(cells) == 8 and cells[3] == "fp32"
+        assert float(cells[7]) < 1e-4
+    _check_rows(json.loads(out.read_text())["rows"])
+
+
+def test_cases_list_and_filter():
+    cases = bench.default_cases()
+    labels = [c.label for c in cases]
+    assert {"ViT-S/16 b1", "ViT-B/16 b1", "ViT-B/16 b8"} <= set(labels)
+    tiny = [c for c in cases if not c.name.startswith("ViT-")]
+    assert len(tiny) >= 2 and {c.batch for c in tiny} == {1, 64}
+    assert all(c.config.image_size == 224 for c in cases if c.name.startswith("ViT-"))
+    assert [c.label for c in bench.select_cases(cases, "vit-b/16 B8")] == ["ViT-B/16 b8"]
+    assert bench.select_cases(cases, None) == cases
+    assert [c.label for c in bench.select_cases(bench.default_cases(smoke=True), "b4")] == ["smoke b4"]
+
+
+def test_hf_config_matches_ours_and_refuses_what_hf_lacks():
+    cfg = bench.ViTConfig.preset("tiny-fashion")
+    hf = bench.hf_config_for(cfg, "eager")
+    assert (hf.num_channels, hf.image_size, hf.patch_size, hf.hidden_size, hf.num_hidden_layers,
+            hf.num_attention_heads, hf.intermediate_size, hf.num_labels, hf.layer_norm_eps) == (
+        1, 28, 4, 64, 6, 4, 128, 10, cfg.norm_eps)
+    assert hf._attn_implementation == "eager"
+    with pytest.raises(ValueError, match="pool"):
+        bench.hf_config_for(cfg.replace(pool="mean"), "eager")
