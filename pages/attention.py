@@ -18,16 +18,6 @@ gh, gw = (int(v) for v in trace["grid"])
 N = T - 1
 ss = st.session_state
 
-# Clicks on figures choose a head or a query patch; apply them before the widgets are drawn.
-common.apply_click("distance_plot", {"layer": (0, 1), "head": (1, 1)})
-common.apply_click("query_grid", {"query": (0, 0)})
-ss.setdefault("layer", common.query_int("layer", 1, 1, L))
-ss.setdefault("head", common.query_int("head", 1, 1, H))
-ss.setdefault("query", common.query_int("query", N // 2 + gw // 2, 1, N) - 1)
-ss["layer"] = min(max(ss["layer"], 1), L)
-ss["head"] = min(max(ss["head"], 1), H)
-ss["query"] = min(max(ss["query"], 0), N - 1)
-
 st.title("4. Multi-head self-attention")
 common.explain(
     f"In every block, each token asks every other token how relevant it is. Each of the {H} **heads** "
@@ -37,26 +27,72 @@ common.explain(
     "projected back. Everything below is a row of those softmax probabilities, for your image.",
     r"\text{SA}(\mathbf{z}) = \text{softmax}\!\left(\frac{\mathbf{q}\mathbf{k}^\top}{\sqrt{D_h}}\right)\mathbf{v}, "
     r"\qquad \text{MSA}(\mathbf{z}) = [\text{SA}_1(\mathbf{z}); \dots; \text{SA}_H(\mathbf{z})]\,\mathbf{U}_{msa}")
+image = trace["input"]
 st.info(f"Live shapes: {L} layers × {H} heads, each an attention matrix of ({T}, {T}) = {T * T:,} weights; "
         f"q, k, v per head: ({T}, {cfg.head_dim}).")
 
-c1, c2 = st.columns(2)
-layer = c1.slider("Layer", 1, L, key="layer")
-head = c2.slider("Head", 1, H, key="head")
-li, hi = layer - 1, head - 1
-image = trace["input"]
+@st.fragment
+def per_head() -> None:
+    """Everything that depends on the chosen layer, head and query patch; reruns alone when they change."""
+    # Clicks on figures choose a head or a query patch; apply them before the widgets are drawn.
+    common.apply_click("distance_plot", {"layer": (0, 1), "head": (1, 1)})
+    common.apply_click("query_grid", {"query": (0, 0)})
+    ss.setdefault("layer", common.query_int("layer", 1, 1, L))
+    ss.setdefault("head", common.query_int("head", 1, 1, H))
+    ss.setdefault("query", common.query_int("query", N // 2 + gw // 2, 1, N) - 1)
+    ss["layer"] = min(max(ss["layer"], 1), L)
+    ss["head"] = min(max(ss["head"], 1), H)
+    ss["query"] = min(max(ss["query"], 0), N - 1)
 
-st.subheader(f"Where the [class] token looks — layer {layer}, head {head}")
-left, right = st.columns(2)
-with left:
-    cls_map = att[li, hi, 0, 1:].reshape(gh, gw)
-    common.plot(plots.patch_map_figure(cls_map, image, title=f"[class] → patches, layer {layer} head {head}",
-                                       colorbar_title="attention", percent=True), key="cls_map")
-    st.caption(f"Row 0 of the attention matrix, without its own column. Attention to itself: {att[li, hi, 0, 0]:.1%}.")
-with right:
-    st.markdown(f"**All {H} heads of layer {layer}** (shared colour scale)")
-    heads = att[li, :, 0, 1:].reshape(1, H, gh, gw)
-    common.plot(plots.maps_grid_figure(heads, None, [f"head {h + 1}" for h in range(H)], shared_scale=True), key="heads_grid")
+    c1, c2 = st.columns(2)
+    layer = c1.slider("Layer", 1, L, key="layer")
+    head = c2.slider("Head", 1, H, key="head")
+    li, hi = layer - 1, head - 1
+
+    st.subheader(f"Where the [class] token looks — layer {layer}, head {head}")
+    left, right = st.columns(2)
+    with left:
+        cls_map = att[li, hi, 0, 1:].reshape(gh, gw)
+        common.plot(plots.patch_map_figure(cls_map, image, title=f"[class] → patches, layer {layer} head {head}",
+                                           colorbar_title="attention", percent=True), key="cls_map")
+        st.caption(f"Row 0 of the attention matrix, without its own column. Attention to itself: {att[li, hi, 0, 0]:.1%}.")
+    with right:
+        st.markdown(f"**All {H} heads of layer {layer}** (shared colour scale)")
+        heads = att[li, :, 0, 1:].reshape(1, H, gh, gw)
+        common.plot(plots.maps_grid_figure(heads, None, [f"head {h + 1}" for h in range(H)], shared_scale=True), key="heads_grid")
+
+    st.subheader("Where does one patch look?")
+    st.markdown("Pick a query patch by clicking it on the grid, or by its number. Early layers often look at "
+                "their neighbours; later ones at whatever matters for the class.")
+    q1, q2 = st.columns(2)
+    with q1:
+        query = st.number_input("Query patch", 0, N - 1, key="query")
+        common.plot(plots.patch_grid_figure(image, cfg.patch_size, show_indices=N <= 100, highlight=int(query)),
+                    key="query_grid", on_select="rerun", selection_mode="points")
+    with q2:
+        qmap = att[li, hi, int(query) + 1, 1:].reshape(gh, gw)
+        common.plot(plots.patch_map_figure(qmap, image, title=f"Patch {int(query)} → patches, layer {layer} head {head}",
+                                           colorbar_title="attention", percent=True), key="query_map")
+
+    with st.expander(f"The full {T}×{T} attention matrix of layer {layer}, head {head}"):
+        common.plot(plots.attention_matrix_figure(att[li, hi], title=f"Layer {layer}, head {head}: rows are queries, columns keys"),
+                    key="matrix")
+
+    st.subheader("How far does each head look?")
+    common.explain(
+        "The paper's Fig. 7 (right): for each head, the average distance in pixels between a query patch and the "
+        "patches it attends to, weighted by attention. A CNN's early layers can only see locally; here some heads "
+        "are already global in the first layer. **Click a point** to open that head above.",
+        r"d_{l,h} = \frac{1}{N}\sum_{i=1}^{N}\sum_{j=1}^{N} \hat{A}^{l,h}_{ij}\,\lVert \mathbf{p}_i - \mathbf{p}_j \rVert, "
+        r"\quad \hat{A}_{ij} = \frac{A_{ij}}{\sum_{k\ge 1} A_{ik}}")
+    common.plot(plots.attention_distance_figure(trace["distances"], selected=(li, hi)), key="distance_plot",
+                on_select="rerun", selection_mode="points")
+    st.caption(f"Distances for your image; the farthest two patches on this {gh}×{gw} grid are "
+               f"{np.hypot(gh - 1, gw - 1) * cfg.patch_size:.0f} px apart.")
+    common.sync_query(layer=layer, head=head, query=int(query) + 1)
+
+
+per_head()
 
 st.subheader("Every layer × every head")
 scale = st.toggle("Normalise each map to its own maximum", value=True, key="overview_norm",
@@ -64,23 +100,6 @@ scale = st.toggle("Normalise each map to its own maximum", value=True, key="over
 overview = att[:, :, 0, 1:].reshape(L, H, gh, gw)
 common.plot(plots.maps_grid_figure(overview, [f"layer {i + 1}" for i in range(L)], [f"head {h + 1}" for h in range(H)],
                                    title="[class] → patch attention", shared_scale=not scale), key="overview")
-
-st.subheader("Where does one patch look?")
-st.markdown("Pick a query patch by clicking it on the grid, or by its number. Early layers often look at "
-            "their neighbours; later ones at whatever matters for the class.")
-q1, q2 = st.columns(2)
-with q1:
-    query = st.number_input("Query patch", 0, N - 1, key="query")
-    common.plot(plots.patch_grid_figure(image, cfg.patch_size, show_indices=N <= 100, highlight=int(query)),
-                key="query_grid", on_select="rerun", selection_mode="points")
-with q2:
-    qmap = att[li, hi, int(query) + 1, 1:].reshape(gh, gw)
-    common.plot(plots.patch_map_figure(qmap, image, title=f"Patch {int(query)} → patches, layer {layer} head {head}",
-                                       colorbar_title="attention", percent=True), key="query_map")
-
-with st.expander(f"The full {T}×{T} attention matrix of layer {layer}, head {head}"):
-    common.plot(plots.attention_matrix_figure(att[li, hi], title=f"Layer {layer}, head {head}: rows are queries, columns keys"),
-                key="matrix")
 
 st.subheader("Attention rollout")
 common.explain(
@@ -103,15 +122,3 @@ with rb:
                                        title="For comparison: last layer only, mean of heads", colorbar_title="attention", percent=True),
                 key="last_layer")
 
-st.subheader("How far does each head look?")
-common.explain(
-    "The paper's Fig. 7 (right): for each head, the average distance in pixels between a query patch and the "
-    "patches it attends to, weighted by attention. A CNN's early layers can only see locally; here some heads "
-    "are already global in the first layer. **Click a point** to open that head above.",
-    r"d_{l,h} = \frac{1}{N}\sum_{i=1}^{N}\sum_{j=1}^{N} \hat{A}^{l,h}_{ij}\,\lVert \mathbf{p}_i - \mathbf{p}_j \rVert, "
-    r"\quad \hat{A}_{ij} = \frac{A_{ij}}{\sum_{k\ge 1} A_{ik}}")
-common.plot(plots.attention_distance_figure(trace["distances"], selected=(li, hi)), key="distance_plot",
-            on_select="rerun", selection_mode="points")
-st.caption(f"Distances for your image; the farthest two patches on this {gh}×{gw} grid are "
-           f"{np.hypot(gh - 1, gw - 1) * cfg.patch_size:.0f} px apart.")
-common.sync_query(layer=layer, head=head, query=int(query) + 1)
