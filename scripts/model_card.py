@@ -76,9 +76,10 @@ def main() -> None:
                   f"| Spearman similarity vs distance | {result['spearman_similarity_distance']:+.3f} |",
                   f"| classes | {', '.join(meta['class_names'])} |", "",
                   f"![training curve of {name}]({curve})", ""]
-    lines += ["## Reproduce", "", "Each command above retrains its model from scratch, deterministically for a given "
-              "seed and thread count; then `python -m vit.evaluate NAME` measures it and "
-              "`python scripts/model_card.py` rewrites this page.", ""]
+    lines += ["## Reproduce", "", "Each command above retrains its model from scratch (the data order and augmentation "
+              "are seeded per epoch); `python -m vit.evaluate NAME` then measures it and `python scripts/model_card.py` "
+              "rewrites this page. Wall times were measured on a shared 2-core machine with other jobs running, so "
+              "they are upper bounds; no GPU was available for these runs.", ""]
     (MODELS_DIR / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
