@@ -83,7 +83,8 @@ def test_hf_config_matches_ours_and_refuses_what_hf_lacks():
     hf = bench.hf_config_for(cfg, "eager")
     assert (hf.num_channels, hf.image_size, hf.patch_size, hf.hidden_size, hf.num_hidden_layers,
             hf.num_attention_heads, hf.intermediate_size, hf.num_labels, hf.layer_norm_eps) == (
-        1, 28, 4, 64, 6, 4, 128, 10, cfg.norm_eps)
+        cfg.in_channels, cfg.image_size, cfg.patch_size, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim,
+        cfg.num_classes, cfg.norm_eps)
     assert hf._attn_implementation == "eager"
     with pytest.raises(ValueError, match="pool"):
         bench.hf_config_for(cfg.replace(pool="mean"), "eager")
