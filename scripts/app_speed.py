@@ -334,18 +334,9 @@ def page_bytes(browser, url: str, model: str, clock: Clock, quiet_ms: float, ext
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
+    from vit.bench import cpu_description
+
+    cpu, affinity = cpu_description()
     return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": affinity, "platform": platform.platform(),
             "python": platform.python_version(), "loadavg_start": [round(v, 2) for v in os.getloadavg()]}
 

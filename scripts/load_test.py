@@ -31,14 +31,12 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
@@ -62,18 +60,8 @@ COLOUR_TOLERANCE = 12.0  # per-channel mean difference allowed (PNG/JPEG re-enco
 # --- the server -------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-            return r.status == 200 and r.read().decode().strip() == "ok"
-    except OSError:
-        return False
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers_server import free_port, healthy  # noqa: E402  (the tests' server helpers)
 
 
 class Server:

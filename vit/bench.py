@@ -253,7 +253,8 @@ def keep_freed_memory() -> bool:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def machine_info(device: torch.device) -> dict[str, Any]:
+def cpu_description() -> tuple[str, int | None]:
+    """The CPU's model name (from /proc/cpuinfo where there is one) and the cores this process may use."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -266,6 +267,11 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
+    return cpu, usable
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    cpu, usable = cpu_description()
     try:
         import transformers
 
