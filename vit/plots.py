@@ -65,6 +65,16 @@ def _np(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def _matrix(x, expected: str) -> np.ndarray:
+    """A 2-D array from (R, C) or (1, R, C) input; ``expected`` names the shape for the error."""
+    x = _np(x)
+    if x.ndim == 3 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 2:
+        raise ValueError(f"expected {expected}, got {x.shape}")
+    return x
+
+
 def _f32(x, decimals: int = 4) -> np.ndarray:
     """Float32, rounded: what goes over the wire. NaN stays NaN."""
     return np.round(np.asarray(x, dtype=np.float32), decimals)
@@ -296,11 +306,9 @@ def patch_sequence_figure(patches: np.ndarray, patch_size: int, channels: int, m
     One uint8 image, patches wrapped 16 to a row with 1-px white separators; an invisible marker
     per patch gives its index on hover.
     """
-    x = _np(patches)
-    if x.ndim == 3 and x.shape[0] == 1:
-        x = x[0]
     p, c = int(patch_size), int(channels)
-    if x.ndim != 2 or x.shape[1] != p * p * c:
+    x = _matrix(patches, f"(N, {p * p * c}) patches")
+    if x.shape[1] != p * p * c:
         raise ValueError(f"expected (N, {p * p * c}) patches, got {x.shape}")
     total = x.shape[0]
     n = max(1, min(total, int(max_patches)))
@@ -330,11 +338,7 @@ def patch_sequence_figure(patches: np.ndarray, patch_size: int, channels: int, m
 
 def patch_vectors_figure(patches: np.ndarray, max_patches: int = 64) -> go.Figure:
     """The (N, P²C) matrix of flattened patches as a heatmap: each patch is a word of P²C numbers."""
-    x = _np(patches)
-    if x.ndim == 3 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim != 2:
-        raise ValueError(f"expected (N, P·P·C) patches, got {x.shape}")
+    x = _matrix(patches, "(N, P·P·C) patches")
     total, d = x.shape
     n = max(1, min(total, int(max_patches)))
     z = _f32(x[:n])
@@ -401,11 +405,7 @@ def filters_figure(components: np.ndarray, explained: np.ndarray | None = None, 
 
 def token_matrix_figure(tokens: np.ndarray, max_dims: int | None = None) -> go.Figure:
     """The (N+1, D) token matrix, row 0 the [class] token, diverging colours centred at 0."""
-    x = _np(tokens)
-    if x.ndim == 3 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim != 2:
-        raise ValueError(f"expected tokens (N+1, D), got {x.shape}")
+    x = _matrix(tokens, "tokens (N+1, D)")
     t, d = x.shape
     dims = d if max_dims is None else max(1, min(d, int(max_dims)))
     z = _f32(x[:, :dims])
