@@ -527,3 +527,49 @@ def test_accepts_tensors():
     fig = image_figure(torch.rand(3, 8, 8))  # (C, H, W) is recognised
     assert fig.data[0].z.shape == (8, 8, 3)
     json.loads(fig.to_json())
+
+
+# --- figures are built without plotly's validation: what is sent must already be canonical ---------
+
+
+def _all_figures(gen) -> dict:
+    img, gray = gen.random((32, 32, 3)), gen.random((28, 28, 1))
+    att = gen.random((3, 4, 65, 65))
+    att /= att.sum(-1, keepdims=True)
+    return {
+        "image": image_figure(img, "title"), "image gray": image_figure(gray),
+        "grid": patch_grid_figure(img, 4, True, 5), "grid plain": patch_grid_figure(gray, 7, False, None),
+        "sequence": patch_sequence_figure(gen.random((64, 48)), 4, 3),
+        "vectors": patch_vectors_figure(gen.random((64, 48))),
+        "filters": filters_figure(gen.random((14, 3, 4, 4)), gen.random(14) / 20),
+        "filters gray": filters_figure(gen.random((7, 1, 7, 7))),
+        "tokens": token_matrix_figure(gen.standard_normal((65, 64))),
+        "map": patch_map_figure(att[0, 0, 0, 1:].reshape(8, 8), img, title="a", colorbar_title="attention", percent=True),
+        "map alone": patch_map_figure(gen.random((8, 8)), None, colorscale="RdBu_r", zmin=-1, zmax=1),
+        "heads": maps_grid_figure(att[0, :, 0, 1:].reshape(1, 4, 8, 8), None, [f"head {h}" for h in range(4)]),
+        "heads wrapped": maps_grid_figure(gen.random((1, 12, 14, 14)), None, [f"head {h}" for h in range(12)],
+                                          shared_scale=False),
+        "overview": maps_grid_figure(att[:, :, 0, 1:].reshape(3, 4, 8, 8), ["a", "b", "c"], None, title="t"),
+        "similarity": position_similarity_figure(gen.random((64, 64)) * 2 - 1, (8, 8)),
+        "matrix": attention_matrix_figure(att[0, 0], "x"),
+        "distance": attention_distance_figure(gen.random((3, 4)) * 20, (1, 2)),
+        "norms": token_norms_figure(gen.random((5, 65)) * 10),
+        "lens": logit_lens_figure(gen.dirichlet(np.ones(10), size=7), [f"c{i}" for i in range(10)]),
+        "top k": top_k_figure(gen.dirichlet(np.ones(10)), [f"c{i}" for i in range(10)]),
+    }
+
+
+def test_every_figure_is_already_what_validation_would_make(gen):
+    """Figures skip plotly's slow validation, so each must survive it unchanged: a named colour
+    scale left unresolved, a ``font_size`` shorthand or a misspelt property would show up here."""
+    for name, fig in _all_figures(gen).items():
+        check_common(fig)
+        sent = json.loads(fig.to_json())
+        validated = json.loads(go.Figure(fig.to_dict()).to_json())  # raises on an invalid property
+        assert sent == validated, name
+
+
+def test_figures_skip_validation(gen):
+    """Validation costs 50–250 ms per figure, more than the rest of a page rerun; it must stay off."""
+    fig = patch_map_figure(gen.random((8, 8)), gen.random((32, 32, 3)))
+    assert fig._validate is False

@@ -15,11 +15,13 @@ Nothing here imports torch or streamlit; tensors are accepted and converted with
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 __all__ = [
@@ -137,26 +139,59 @@ def _top(title: str = "", subtitle: str | None = None) -> int:
     return 20 + (40 if title else 0) + 21 * lines + (6 if lines else 0)
 
 
-def _layout(fig: go.Figure, title: str = "", height: float = 450, subtitle: str | None = None,
-            margin: dict | None = None, **kwargs) -> go.Figure:
-    """The look every figure shares; ``margin`` overrides parts of the default margins."""
+_TEMPLATE: dict | None = None
+
+
+def _template() -> dict:
+    """Plotly's "plotly_white" template as plain JSON, built once (building it costs ~50 ms)."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        _TEMPLATE = pio.templates["plotly_white"].to_plotly_json()
+    return _TEMPLATE
+
+
+def _layout(title: str = "", height: float = 450, subtitle: str | None = None, margin: dict | None = None,
+            **kwargs) -> dict:
+    """The layout every figure shares, as a dict; ``margin`` overrides parts of the default margins."""
     margins = dict(l=10, r=10, t=_top(title, subtitle), b=10)
     margins.update(margin or {})
-    fig.update_layout(
-        template="plotly_white",
-        height=int(round(height)),
-        font=dict(size=FONT_SIZE),
-        title=_title(title, subtitle) if title else None,
-        margin=margins,
-        hoverlabel=dict(font_size=FONT_SIZE - 1),
-        **kwargs,
-    )
-    return fig
+    layout = dict(template=_template(), height=int(round(height)), font=dict(size=FONT_SIZE), margin=margins,
+                  hoverlabel=dict(font=dict(size=FONT_SIZE - 1)), **kwargs)
+    if title:
+        layout["title"] = _title(title, subtitle)
+    return layout
 
 
-def _hide_axes(fig: go.Figure) -> None:
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="", title=None)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="", title=None)
+def _figure(data: list[dict], layout: dict) -> go.Figure:
+    """A ``go.Figure`` from plain trace and layout dicts, without plotly's property-by-property
+    validation, which costs 50–250 ms per figure and would dominate every rerun of a page.
+
+    The dicts are written in plotly's canonical form (named colour scales resolved, no ``font_size``
+    shorthands), so the JSON sent is exactly what validation would have produced; tests/test_plots.py
+    checks that for every figure by validating it again.
+    """
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
+_HIDDEN_AXIS = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="")
+
+
+def _hidden_axes(x: dict | None = None, y: dict | None = None) -> dict:
+    """Layout entries for axes without ticks, labels or grid, plus any extra settings."""
+    return dict(xaxis={**_HIDDEN_AXIS, **(x or {})}, yaxis={**_HIDDEN_AXIS, **(y or {})})
+
+
+@functools.cache
+def _named_scale(name: str) -> tuple:
+    # Through plotly's own validator, so the stops are exactly those a validated figure would carry.
+    return tuple(tuple(stop) for stop in go.Heatmap(colorscale=name).colorscale)
+
+
+def _scale(colorscale):
+    """A named colour scale ("Viridis", "RdBu_r") as the explicit list of stops plotly.js needs."""
+    if isinstance(colorscale, str):
+        return [list(stop) for stop in _named_scale(colorscale)]
+    return colorscale
 
 
 def _image_height(h: int, w: int, target_width: int = 520, lo: int = 260, hi: int = 620) -> int:
@@ -234,10 +269,8 @@ def _token_ticks(t: int, max_ticks: int = 12) -> tuple[list[int], list[str]]:
 def image_figure(image: np.ndarray, title: str = "") -> go.Figure:
     """The image as the model sees it, (H, W, C) in [0, 1] or uint8; grayscale is shown gray."""
     rgb = _to_uint8(image)
-    fig = go.Figure(go.Image(z=rgb, hovertemplate="x %{x}, y %{y}<br>RGB %{z}<extra></extra>"))
-    _layout(fig, title, _image_height(*rgb.shape[:2]) + (45 if title else 0))
-    _hide_axes(fig)
-    return fig
+    image = dict(type="image", z=rgb, hovertemplate="x %{x}, y %{y}<br>RGB %{z}<extra></extra>")
+    return _figure([image], {**_layout(title, _image_height(*rgb.shape[:2]) + (45 if title else 0)), **_hidden_axes()})
 
 
 def patch_grid_figure(image: np.ndarray, patch_size: int, show_indices: bool = True, highlight: int | None = None) -> go.Figure:
@@ -260,7 +293,7 @@ def patch_grid_figure(image: np.ndarray, patch_size: int, show_indices: bool = T
     cx = (cols * p + (p - 1) / 2).astype(np.float32)
     cy = (rows * p + (p - 1) / 2).astype(np.float32)
 
-    fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    data = [dict(type="image", z=rgb, hoverinfo="skip")]
     line = dict(color="rgba(255,255,255,0.9)", width=1.5)
     right, bottom = gw * p - 0.5, gh * p - 0.5
     shapes = [dict(type="line", x0=c * p - 0.5, x1=c * p - 0.5, y0=-0.5, y1=bottom, line=line, layer="above") for c in range(gw + 1)]
@@ -270,13 +303,13 @@ def patch_grid_figure(image: np.ndarray, patch_size: int, show_indices: bool = T
     if show_indices and n <= 400:
         cell_px = height / max(gh, 1)
         size = int(np.clip(cell_px * 0.38, 8, 14))
-        fig.add_trace(go.Scatter(
-            x=cx, y=cy, mode="text", text=[str(i) for i in range(n)], name="patch index",
+        data.append(dict(
+            type="scatter", x=cx, y=cy, mode="text", text=[str(i) for i in range(n)], name="patch index",
             textfont=dict(size=size, color="white", shadow="0px 0px 3px black"),
             hoverinfo="skip", showlegend=False,
         ))
-    fig.add_trace(go.Scatter(
-        x=cx, y=cy, mode="markers", name="patches",
+    data.append(dict(
+        type="scatter", x=cx, y=cy, mode="markers", name="patches",
         marker=dict(size=max(6, int(height / max(gh, 1) * 0.8)), symbol="square", color="rgba(0,0,0,0)", opacity=0),
         customdata=np.arange(n, dtype=np.int32),
         text=[f"row {r}, column {c}" for r, c in zip(rows, cols)],
@@ -293,10 +326,9 @@ def patch_grid_figure(image: np.ndarray, patch_size: int, show_indices: bool = T
             line=dict(color="#ff2d55", width=4), layer="above",
         ))
     subtitle = f"{gh} × {gw} = {n} patches of {p} × {p} pixels"
-    _layout(fig, "The image as a grid of patches", height + 70, subtitle=subtitle,
-            shapes=shapes, hovermode="closest", clickmode="event+select")
-    _hide_axes(fig)
-    return fig
+    layout = _layout("The image as a grid of patches", height + 70, subtitle=subtitle,
+                     shapes=shapes, hovermode="closest", clickmode="event+select")
+    return _figure(data, {**layout, **_hidden_axes()})
 
 
 def patch_sequence_figure(patches: np.ndarray, patch_size: int, channels: int, max_patches: int = 64) -> go.Figure:
@@ -319,21 +351,19 @@ def patch_sequence_figure(patches: np.ndarray, patch_size: int, channels: int, m
     index = np.arange(n)
     cx = ((index % per_row) * (p + 1) + (p - 1) / 2).astype(np.float32)
     cy = ((index // per_row) * (p + 1) + (p - 1) / 2).astype(np.float32)
-    fig = go.Figure(go.Image(z=strip, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(
-        x=cx, y=cy, mode="markers", customdata=index.astype(np.int32), showlegend=False, name="patches",
+    data = [dict(type="image", z=strip, hoverinfo="skip"), dict(
+        type="scatter", x=cx, y=cy, mode="markers", customdata=index.astype(np.int32), showlegend=False, name="patches",
         marker=dict(size=10, color="rgba(0,0,0,0)", opacity=0),
         hovertemplate="patch %{customdata}<extra></extra>",
-    ))
+    )]
     shown = f"all {total} patches" if n == total else f"first {n} of {total} patches"
     subtitle = f"{shown}, row by row, left to right<br>each {p}×{p}×{c} = {p * p * c} numbers"
     title = "The sequence of patches"
     # Height from the strip itself: as wide as a page column allows, at most 40 px per patch.
     scale = min((_COLUMN_WIDTH - 20) / strip.shape[1], 40 / p)
     height = _top(title, subtitle) + strip.shape[0] * scale + 12
-    _layout(fig, title, max(200, height), subtitle=subtitle, hovermode="closest", margin=dict(b=12))
-    _hide_axes(fig)
-    return fig
+    layout = _layout(title, max(200, height), subtitle=subtitle, hovermode="closest", margin=dict(b=12))
+    return _figure(data, {**layout, **_hidden_axes()})
 
 
 def patch_vectors_figure(patches: np.ndarray, max_patches: int = 64) -> go.Figure:
@@ -343,17 +373,18 @@ def patch_vectors_figure(patches: np.ndarray, max_patches: int = 64) -> go.Figur
     n = max(1, min(total, int(max_patches)))
     z = _f32(x[:n])
     lo, hi = _bounds(z, None, None)
-    fig = go.Figure(go.Heatmap(
-        z=z, x0=0, dx=1, y0=0, dy=1, colorscale="gray", zmin=lo, zmax=hi,
+    heat = dict(
+        type="heatmap", z=z, x0=0, dx=1, y0=0, dy=1, colorscale=_scale("gray"), zmin=lo, zmax=hi,
         colorbar=_colorbar("value"),
         hovertemplate="patch %{y}<br>number %{x} of the patch: %{z:.3f}<extra></extra>",
-    ))
+    )
     shown = f"all {total} patches" if n == total else f"first {n} of {total} patches"
     subtitle = f"{shown}; one row per patch,<br>flattened pixel by pixel (row, column, channel)"
-    _layout(fig, f"Each patch is a word of {d} numbers", max(320, min(620, 6 * n + 230)), subtitle=subtitle)
-    fig.update_xaxes(title="position in the flattened patch", showgrid=False, zeroline=False)
-    fig.update_yaxes(title="patch (sequence position)", autorange="reversed", showgrid=False, zeroline=False)
-    return fig
+    layout = _layout(f"Each patch is a word of {d} numbers", max(320, min(620, 6 * n + 230)), subtitle=subtitle,
+                     xaxis=dict(title=dict(text="position in the flattened patch"), showgrid=False, zeroline=False),
+                     yaxis=dict(title=dict(text="patch (sequence position)"), autorange="reversed", showgrid=False,
+                                zeroline=False))
+    return _figure([heat], layout)
 
 
 def filters_figure(components: np.ndarray, explained: np.ndarray | None = None, cols: int = 7) -> go.Figure:
@@ -381,12 +412,11 @@ def filters_figure(components: np.ndarray, explained: np.ndarray | None = None, 
         text = [f"component {i + 1}<br>{s:.1f}% of the variance" for i, s in enumerate(share)]
     else:
         text = [f"component {i + 1}" for i in range(k)]
-    fig = go.Figure(go.Image(z=image, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(
-        x=cx, y=cy, mode="markers", text=text, customdata=index.astype(np.int32), showlegend=False,
+    data = [dict(type="image", z=image, hoverinfo="skip"), dict(
+        type="scatter", x=cx, y=cy, mode="markers", text=text, customdata=index.astype(np.int32), showlegend=False,
         marker=dict(size=12, color="rgba(0,0,0,0)", opacity=0), hovertemplate="%{text}<extra></extra>",
         name="components",
-    ))
+    )]
     if explained is not None:
         subtitle = f"top {k}: {float(share.sum()):.0f}% of variance; each on its own scale"
     else:
@@ -395,9 +425,8 @@ def filters_figure(components: np.ndarray, explained: np.ndarray | None = None, 
     # Tiles of about 60 px (at most 70): as wide as a page column allows, the height from the rows.
     scale = min((_COLUMN_WIDTH - 20) / image.shape[1], 70 / max(ph, pw))
     height = _top(title, subtitle) + image.shape[0] * scale + 12
-    _layout(fig, title, max(200, height), subtitle=subtitle, hovermode="closest", margin=dict(b=12))
-    _hide_axes(fig)
-    return fig
+    layout = _layout(title, max(200, height), subtitle=subtitle, hovermode="closest", margin=dict(b=12))
+    return _figure(data, {**layout, **_hidden_axes()})
 
 
 # --- tokens -------------------------------------------------------------------------------------
@@ -413,12 +442,12 @@ def token_matrix_figure(tokens: np.ndarray, max_dims: int | None = None) -> go.F
     m = float(np.percentile(finite, 99.5)) if finite.size else 1.0
     m = round(max(m, 1e-6), 4)
     labels = _token_labels(t)
-    fig = go.Figure(go.Heatmap(
-        z=z, x0=0, dx=1, y=labels, colorscale=DIVERGING, zmid=0, zmin=-m, zmax=m,
+    heat = dict(
+        type="heatmap", z=z, x0=0, dx=1, y=labels, colorscale=_scale(DIVERGING), zmid=0, zmin=-m, zmax=m,
         colorbar=_colorbar("value"),
         hovertemplate="%{y}<br>dimension %{x}: %{z:.3f}<extra></extra>",
-    ))
-    fig.add_shape(type="rect", x0=-0.5, x1=dims - 0.5, y0=-0.5, y1=0.5, line=dict(color="black", width=2.5))
+    )
+    frame = dict(type="rect", x0=-0.5, x1=dims - 0.5, y0=-0.5, y1=0.5, line=dict(color="black", width=2.5))
     subtitle = f"{t} tokens × {d} dimensions" + ("" if dims == d else f" (first {dims} shown)")
     subtitle += "; colours clipped at ±" + f"{m:.3g}"
     title = "The token sequence: one row per token"
@@ -430,11 +459,11 @@ def token_matrix_figure(tokens: np.ndarray, max_dims: int | None = None) -> go.F
     patches = list(range(t - 1)) if step == 1 else list(range(step, t - 1, step))
     ticktext = [CLASS_LABEL] + [f"patch {i}" for i in patches]
     tickvals = [labels[0]] + [labels[i + 1] for i in patches]
-    _layout(fig, title, height, subtitle=subtitle, margin=dict(b=bottom))
-    fig.update_xaxes(title="embedding dimension", showgrid=False, zeroline=False)
-    fig.update_yaxes(title="token", type="category", autorange="reversed", tickmode="array",
-                     tickvals=tickvals, ticktext=ticktext, showgrid=False, automargin=True)
-    return fig
+    layout = _layout(title, height, subtitle=subtitle, margin=dict(b=bottom), shapes=[frame],
+                     xaxis=dict(title=dict(text="embedding dimension"), showgrid=False, zeroline=False),
+                     yaxis=dict(title=dict(text="token"), type="category", autorange="reversed", tickmode="array",
+                                tickvals=tickvals, ticktext=ticktext, showgrid=False, automargin=True))
+    return _figure([heat], layout)
 
 
 # --- maps over the image --------------------------------------------------------------------
@@ -485,30 +514,26 @@ def patch_map_figure(
         map_w = map_h / aspect
     bar = _hbar(colorbar_title, 0.75 * map_w, **({"ticksuffix": "%"} if percent else {}))
     heat = dict(
-        z=z, zmin=lo, zmax=hi, colorscale=colorscale, customdata=index, colorbar=bar, hoverongaps=False,
+        type="heatmap", z=z, zmin=lo, zmax=hi, colorscale=_scale(colorscale), customdata=index, colorbar=bar,
+        hoverongaps=False,
         hovertemplate=f"patch %{{customdata}}<br>{name} {shown}<extra></extra>",
     )
     height = top + map_h + bottom
     if image is None:
-        fig = go.Figure(go.Heatmap(x0=0, dx=1, y0=0, dy=1, **heat))
-        _layout(fig, title, height, margin=dict(l=left, b=bottom))
-        fig.update_xaxes(title="patch column", showgrid=False, zeroline=False, constrain="domain")
-        fig.update_yaxes(title="patch row", autorange="reversed", scaleanchor="x", scaleratio=1,
-                         showgrid=False, zeroline=False, constrain="domain")
-        return fig
+        layout = _layout(title, height, margin=dict(l=left, b=bottom),
+                         xaxis=dict(title=dict(text="patch column"), showgrid=False, zeroline=False, constrain="domain"),
+                         yaxis=dict(title=dict(text="patch row"), autorange="reversed", scaleanchor="x", scaleratio=1,
+                                    showgrid=False, zeroline=False, constrain="domain"))
+        return _figure([dict(x0=0, dx=1, y0=0, dy=1, **heat)], layout)
     # Luminance (ITU-R BT.601), kept as three equal channels of a uint8 image.
     gray = np.round(rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
     gray = np.repeat(np.clip(gray, 0, _WHITE).astype(np.uint8)[..., None], 3, axis=-1)
     ph, pw = h / gh, w / gw
-    fig = go.Figure(go.Image(z=gray, hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(
-        x0=(pw - 1) / 2, dx=pw, y0=(ph - 1) / 2, dy=ph, opacity=float(opacity), **heat,
-    ))
-    _layout(fig, title, height, hovermode="closest", margin=dict(l=left, b=bottom))
-    _hide_axes(fig)
-    fig.update_xaxes(range=[-0.5, w - 0.5], constrain="domain")
-    fig.update_yaxes(range=[h - 0.5, -0.5], autorange=False, scaleanchor="x", scaleratio=1, constrain="domain")
-    return fig
+    data = [dict(type="image", z=gray, hoverinfo="skip"),
+            dict(x0=(pw - 1) / 2, dx=pw, y0=(ph - 1) / 2, dy=ph, opacity=float(opacity), **heat)]
+    axes = _hidden_axes(dict(range=[-0.5, w - 0.5], constrain="domain"),
+                        dict(range=[h - 0.5, -0.5], autorange=False, scaleanchor="x", scaleratio=1, constrain="domain"))
+    return _figure(data, {**_layout(title, height, hovermode="closest", margin=dict(l=left, b=bottom)), **axes})
 
 
 def _scaled(maps: np.ndarray, shared_scale: bool, zmin, zmax, title: str):
@@ -570,20 +595,25 @@ def _maps_grid(
     left = 10 + (_label_width(row_ticks, tick_size) if show_rows else 0) + (30 if y_title else 0)
     rows_cells, cols_cells = z.shape
     cell = min((width - left - 10) / cols_cells, (max_height - top - bottom) / rows_cells, max_tile / max(h, w))
-    fig = go.Figure(go.Heatmap(
-        z=z, x=xcats, y=ycats, zmin=lo, zmax=hi, colorscale=colorscale, hoverongaps=False,
+    heat = dict(
+        type="heatmap", z=z, x=xcats, y=ycats, zmin=lo, zmax=hi, colorscale=_scale(colorscale), hoverongaps=False,
         colorbar=_hbar(colorbar_title or ("scaled value" if not shared_scale else "value"), _bar_length(cols_cells * cell)),
         hovertemplate="%{y}<br>%{x}<br>value %{z:.3f}<extra></extra>",
-    ))
-    _layout(fig, title, top + rows_cells * cell + bottom, subtitle=subtitle, margin=dict(l=left, t=top, b=bottom))
-    fig.update_xaxes(type="category", tickmode="array", tickvals=[j * (w + 1) + (w - 1) / 2 for j in range(c)],
-                     ticktext=col_ticks, showgrid=False, zeroline=False, constrain="domain", title=x_title or None,
-                     tickfont=dict(size=tick_size), side="top" if on_top else "bottom", ticks="")
-    fig.update_yaxes(type="category", tickmode="array", tickvals=[i * (h + 1) + (h - 1) / 2 for i in range(r)],
-                     ticktext=row_ticks if show_rows else [], showticklabels=show_rows, autorange="reversed",
-                     scaleanchor="x", scaleratio=1, showgrid=False, zeroline=False, constrain="domain",
-                     title=y_title or None, tickfont=dict(size=tick_size), ticks="")
-    return fig
+    )
+    xaxis = dict(type="category", tickmode="array", tickvals=[j * (w + 1) + (w - 1) / 2 for j in range(c)],
+                 ticktext=col_ticks, showgrid=False, zeroline=False, constrain="domain",
+                 tickfont=dict(size=tick_size), side="top" if on_top else "bottom", ticks="")
+    yaxis = dict(type="category", tickmode="array", tickvals=[i * (h + 1) + (h - 1) / 2 for i in range(r)],
+                 ticktext=row_ticks if show_rows else [], showticklabels=show_rows, autorange="reversed",
+                 scaleanchor="x", scaleratio=1, showgrid=False, zeroline=False, constrain="domain",
+                 tickfont=dict(size=tick_size), ticks="")
+    if x_title:
+        xaxis["title"] = dict(text=x_title)
+    if y_title:
+        yaxis["title"] = dict(text=y_title)
+    layout = _layout(title, top + rows_cells * cell + bottom, subtitle=subtitle, margin=dict(l=left, t=top, b=bottom),
+                     xaxis=xaxis, yaxis=yaxis)
+    return _figure([heat], layout)
 
 
 def _maps_wrapped(maps: np.ndarray, names: list[str], per_row: int, title: str, shared_scale: bool, colorscale,
@@ -611,20 +641,20 @@ def _maps_wrapped(maps: np.ndarray, names: list[str], per_row: int, title: str, 
         for k in range(h):
             for m in range(w):
                 text[y0 + k, x0 + m] = f"{name}, row {k}, col {m}"  # no <br>: JSON escapes "<" as 6 chars
-    fig = go.Figure(go.Heatmap(
-        z=z, x0=0, dx=1, y0=0, dy=1, text=text.tolist(), zmin=lo, zmax=hi, colorscale=colorscale, hoverongaps=False,
+    heat = dict(
+        type="heatmap", z=z, x0=0, dx=1, y0=0, dy=1, text=text.tolist(), zmin=lo, zmax=hi,
+        colorscale=_scale(colorscale), hoverongaps=False,
         colorbar=_hbar("scaled value" if not shared_scale else "value", _bar_length(cols_cells * cell)),
         hovertemplate="%{text}<br>value %{z:.3f}<extra></extra>",
-    ))
+    )
+    labels = []
     for t, name in enumerate(names):
         i, j = divmod(t, per_row)
-        fig.add_annotation(x=j * (w + 1) + (w - 1) / 2, y=i * (h + row_gap) - 0.5, text=name, showarrow=False,
-                           xref="x", yref="y", yanchor="bottom", yshift=2, font=dict(size=FONT_SIZE - 1))
-    _layout(fig, title, top + rows_cells * cell + bottom, margin=dict(t=top, b=bottom))
-    _hide_axes(fig)
-    fig.update_xaxes(constrain="domain")
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain")
-    return fig
+        labels.append(dict(x=j * (w + 1) + (w - 1) / 2, y=i * (h + row_gap) - 0.5, text=name, showarrow=False,
+                           xref="x", yref="y", yanchor="bottom", yshift=2, font=dict(size=FONT_SIZE - 1)))
+    layout = _layout(title, top + rows_cells * cell + bottom, margin=dict(t=top, b=bottom), annotations=labels)
+    axes = _hidden_axes(dict(constrain="domain"), dict(autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain"))
+    return _figure([heat], {**layout, **axes})
 
 
 def maps_grid_figure(
@@ -710,22 +740,23 @@ def attention_matrix_figure(attention: np.ndarray, title: str = "") -> go.Figure
     z = _f32(a)
     labels = _token_labels(t)
     lo, hi = _bounds(z, 0.0, None)
-    fig = go.Figure(go.Heatmap(
-        z=z, x=labels, y=labels, zmin=lo, zmax=hi, colorscale=SEQUENTIAL,
+    heat = dict(
+        type="heatmap", z=z, x=labels, y=labels, zmin=lo, zmax=hi, colorscale=_scale(SEQUENTIAL),
         colorbar=_colorbar("attention"),
         hovertemplate="query %{y}<br>key %{x}<br>attention %{z:.4f}<extra></extra>",
-    ))
+    )
     sep = dict(color="white", width=1.5)
-    fig.add_shape(type="line", x0=0.5, x1=0.5, y0=-0.5, y1=t - 0.5, line=sep)
-    fig.add_shape(type="line", x0=-0.5, x1=t - 0.5, y0=0.5, y1=0.5, line=sep)
+    shapes = [dict(type="line", x0=0.5, x1=0.5, y0=-0.5, y1=t - 0.5, line=sep),
+              dict(type="line", x0=-0.5, x1=t - 0.5, y0=0.5, y1=0.5, line=sep)]
     tickvals, ticktext = _token_ticks(t)
     ticks = dict(type="category", tickmode="array", tickvals=[labels[i] for i in tickvals], ticktext=ticktext,
                  showgrid=False, zeroline=False, constrain="domain")
-    _layout(fig, title or "Attention: every query token against every key token", _grid_height(t, t, extra=150, max_cell=24),
-            subtitle="each row sums to 1")
-    fig.update_xaxes(title="key (attended to)", **ticks)
-    fig.update_yaxes(title="query (attending)", autorange="reversed", scaleanchor="x", scaleratio=1, **ticks)
-    return fig
+    layout = _layout(title or "Attention: every query token against every key token",
+                     _grid_height(t, t, extra=150, max_cell=24), subtitle="each row sums to 1", shapes=shapes,
+                     xaxis=dict(title=dict(text="key (attended to)"), **ticks),
+                     yaxis=dict(title=dict(text="query (attending)"), autorange="reversed", scaleanchor="x", scaleratio=1,
+                                **ticks))
+    return _figure([heat], layout)
 
 
 def attention_distance_figure(distances: np.ndarray, selected: tuple[int, int] | None = None) -> go.Figure:
@@ -747,11 +778,11 @@ def attention_distance_figure(distances: np.ndarray, selected: tuple[int, int] |
     def jittered(h: int) -> np.ndarray:
         return np.round(np.arange(1, layers + 1) + (h - (heads - 1) / 2) * step, 4)
 
-    fig = go.Figure()
+    data = []
     size = 12 if heads <= 8 else 10
     for h in range(heads):
-        fig.add_trace(go.Scatter(
-            x=jittered(h).tolist(), y=_f32(d[:, h], 2), mode="markers", name=f"head {h + 1}",
+        data.append(dict(
+            type="scatter", x=jittered(h).tolist(), y=_f32(d[:, h], 2), mode="markers", name=f"head {h + 1}",
             marker=dict(size=size, color=HEAD_COLOURS[h % len(HEAD_COLOURS)], line=dict(width=0.5, color="white")),
             customdata=np.stack([np.arange(layers), np.full(layers, h)], axis=1).astype(int).tolist(),
             text=[f"layer {l + 1}, head {h + 1}" for l in range(layers)],
@@ -761,19 +792,19 @@ def attention_distance_figure(distances: np.ndarray, selected: tuple[int, int] |
         sl, sh = int(selected[0]), int(selected[1])
         if not (0 <= sl < layers and 0 <= sh < heads):
             raise ValueError(f"selected {selected} is outside {layers} layers × {heads} heads")
-        fig.add_trace(go.Scatter(
-            x=[float(jittered(sh)[sl])], y=[round(float(d[sl, sh]), 2)], mode="markers", name="selected",
+        data.append(dict(
+            type="scatter", x=[float(jittered(sh)[sl])], y=[round(float(d[sl, sh]), 2)], mode="markers", name="selected",
             showlegend=False, marker=dict(size=size + 9, symbol="circle-open", color="black", line=dict(width=2.5)),
             hoverinfo="skip",
         ))
     finite = d[np.isfinite(d)]
     top = float(finite.max()) * 1.15 if finite.size else 1.0  # headroom for the selection ring
-    _layout(fig, "How far each head looks", 470, subtitle="mean attention distance per head; click a point to select it",
-            hovermode="closest", clickmode="event+select", legend=dict(title=dict(text="head"), font=dict(size=13)))
-    fig.update_xaxes(title="Network depth (layer)", tickmode="linear", tick0=1, dtick=1 if layers <= 24 else 2,
-                     range=[0.5, layers + 0.5])
-    fig.update_yaxes(title="Mean attention distance (pixels)", range=[0, max(top, 1e-6)])
-    return fig
+    layout = _layout("How far each head looks", 470, subtitle="mean attention distance per head; click a point to select it",
+                     hovermode="closest", clickmode="event+select", legend=dict(title=dict(text="head"), font=dict(size=13)),
+                     xaxis=dict(title=dict(text="Network depth (layer)"), tickmode="linear", tick0=1,
+                                dtick=1 if layers <= 24 else 2, range=[0.5, layers + 0.5]),
+                     yaxis=dict(title=dict(text="Mean attention distance (pixels)"), range=[0, max(top, 1e-6)]))
+    return _figure(data, layout)
 
 
 # --- tokens through the network -------------------------------------------------------------
@@ -790,24 +821,24 @@ def token_norms_figure(norms: np.ndarray) -> go.Figure:
     patches = x[:, 1:].astype(np.float64)
     q10, q50, q90 = (np.percentile(patches, q, axis=1) for q in (10, 50, 90))
     band = "rgba(31,119,180,0.2)"
-    fig = go.Figure([
-        go.Scatter(x=steps, y=_f32(q10, 3), mode="lines", line=dict(width=0, color=band), name="patches 10%",
+    data = [
+        dict(type="scatter", x=steps, y=_f32(q10, 3), mode="lines", line=dict(width=0, color=band), name="patches 10%",
                    showlegend=False, hovertemplate="after block %{x}<br>patches, 10th percentile %{y:.2f}<extra></extra>"),
-        go.Scatter(x=steps, y=_f32(q90, 3), mode="lines", line=dict(width=0, color=band), fill="tonexty", fillcolor=band,
+        dict(type="scatter", x=steps, y=_f32(q90, 3), mode="lines", line=dict(width=0, color=band), fill="tonexty", fillcolor=band,
                    name="patches, 10–90%", hovertemplate="after block %{x}<br>patches, 90th percentile %{y:.2f}<extra></extra>"),
-        go.Scatter(x=steps, y=_f32(q50, 3), mode="lines+markers", line=dict(width=3, color="#1f77b4"),
+        dict(type="scatter", x=steps, y=_f32(q50, 3), mode="lines+markers", line=dict(width=3, color="#1f77b4"),
                    name="patches, median", hovertemplate="after block %{x}<br>patches, median %{y:.2f}<extra></extra>"),
-        go.Scatter(x=steps, y=_f32(patches.max(axis=1), 3), mode="lines", line=dict(width=1.5, dash="dot", color="#7f7f7f"),
+        dict(type="scatter", x=steps, y=_f32(patches.max(axis=1), 3), mode="lines", line=dict(width=1.5, dash="dot", color="#7f7f7f"),
                    name="patches, largest", hovertemplate="after block %{x}<br>largest patch token %{y:.2f}<extra></extra>"),
-        go.Scatter(x=steps, y=_f32(x[:, 0], 3), mode="lines+markers", line=dict(width=3, color="#d62728"),
+        dict(type="scatter", x=steps, y=_f32(x[:, 0], 3), mode="lines+markers", line=dict(width=3, color="#d62728"),
                    name=CLASS_LABEL, hovertemplate="after block %{x}<br>[class] token %{y:.2f}<extra></extra>"),
-    ])
-    _layout(fig, "How long the token vectors are", 450, subtitle="L2 norm of each token in the residual stream",
-            hovermode="x unified", legend=dict(orientation="h", y=-0.22, x=0))
-    fig.update_xaxes(title="after block l (0 = embeddings z₀)", tickmode="linear", tick0=0,
-                     dtick=1 if x.shape[0] <= 25 else 2)
-    fig.update_yaxes(title="norm ‖z‖", rangemode="tozero")
-    return fig
+    ]
+    layout = _layout("How long the token vectors are", 450, subtitle="L2 norm of each token in the residual stream",
+                     hovermode="x unified", legend=dict(orientation="h", y=-0.22, x=0),
+                     xaxis=dict(title=dict(text="after block l (0 = embeddings z₀)"), tickmode="linear", tick0=0,
+                                dtick=1 if x.shape[0] <= 25 else 2),
+                     yaxis=dict(title=dict(text="norm ‖z‖"), rangemode="tozero"))
+    return _figure(data, layout)
 
 
 def logit_lens_figure(probs: np.ndarray, class_names: list[str], top: int = 5) -> go.Figure:
@@ -832,16 +863,17 @@ def logit_lens_figure(probs: np.ndarray, class_names: list[str], top: int = 5) -
     labels = _unique([_short(names[i]) for i in chosen])
     z = _f32(p[:, chosen].T, 4)
     cols = ["z₀"] + [str(i) for i in range(1, steps)]
-    fig = go.Figure(go.Heatmap(
-        z=z, x=cols, y=labels, zmin=0, zmax=1, colorscale="Blues", colorbar=_colorbar("probability", tickformat=".0%"),
+    heat = dict(
+        type="heatmap", z=z, x=cols, y=labels, zmin=0, zmax=1, colorscale=_scale("Blues"),
+        colorbar=_colorbar("probability", tickformat=".0%"),
         texttemplate="%{z:.0%}", textfont=dict(size=12 if steps > 13 else 14),
         hovertemplate="%{y}<br>after block %{x}: %{z:.1%}<extra></extra>",
-    ))
-    _layout(fig, "Logit lens: the prediction at each depth", max(300, 42 * len(chosen) + 190),
-            subtitle=f"the top {len(chosen[:top])} at the end, and any earlier top-1")
-    fig.update_xaxes(title="after block l (0 = embeddings)", type="category", showgrid=False)
-    fig.update_yaxes(type="category", autorange="reversed", showgrid=False)
-    return fig
+    )
+    layout = _layout("Logit lens: the prediction at each depth", max(300, 42 * len(chosen) + 190),
+                     subtitle=f"the top {len(chosen[:top])} at the end, and any earlier top-1",
+                     xaxis=dict(title=dict(text="after block l (0 = embeddings)"), type="category", showgrid=False),
+                     yaxis=dict(type="category", autorange="reversed", showgrid=False))
+    return _figure([heat], layout)
 
 
 def top_k_figure(probs: np.ndarray, class_names: list[str], k: int = 5) -> go.Figure:
@@ -856,15 +888,16 @@ def top_k_figure(probs: np.ndarray, class_names: list[str], k: int = 5) -> go.Fi
     names = [str(class_names[i]) if class_names is not None and i < len(class_names) else f"class {i}" for i in order]
     labels = _unique([_short(n, 40) for n in names])
     values = np.round(p[order], 4)
-    fig = go.Figure(go.Bar(
-        x=values, y=labels, orientation="h", marker=dict(color=["#1f77b4"] + ["#9ecae1"] * (k - 1)),
+    bars = dict(
+        type="bar", x=values, y=labels, orientation="h", marker=dict(color=["#1f77b4"] + ["#9ecae1"] * (k - 1)),
         texttemplate="%{x:.1%}", textposition="outside", cliponaxis=False,
         hovertemplate="%{y}: %{x:.2%}<extra></extra>",
-    ))
-    _layout(fig, f"Top {k} predictions", 110 + 48 * k)
-    fig.update_xaxes(title="probability", tickformat=".0%", range=[0, min(1.0, float(values.max()) * 1.2 + 0.05)])
-    fig.update_yaxes(type="category", autorange="reversed", showgrid=False)
-    return fig
+    )
+    layout = _layout(f"Top {k} predictions", 110 + 48 * k,
+                     xaxis=dict(title=dict(text="probability"), tickformat=".0%",
+                                range=[0, min(1.0, float(values.max()) * 1.2 + 0.05)]),
+                     yaxis=dict(type="category", autorange="reversed", showgrid=False))
+    return _figure([bars], layout)
 
 
 # --- playground and training ------------------------------------------------------------------
@@ -888,7 +921,7 @@ def scaling_figure(image_sizes: list[int], patch_size: int) -> go.Figure:
                   row=1, col=2)
     title, subtitle = f"Cost of attention with {p}×{p} patches", "double the image side: 4× the tokens, 16× the attention"
     # Room between the subtitle and the subplot titles (annotations just above each plot area).
-    _layout(fig, title, 460, subtitle=subtitle, showlegend=False, margin=dict(t=_top(title, subtitle) + 34, b=10))
+    fig.update_layout(**_layout(title, 460, subtitle=subtitle, showlegend=False, margin=dict(t=_top(title, subtitle) + 34, b=10)))
     fig.update_annotations(font_size=FONT_SIZE)
     fig.update_xaxes(title="image side S (pixels)")
     log = dict(type="log", dtick=1, exponentformat="power", showexponent="all", minor=dict(showgrid=False))
@@ -921,7 +954,7 @@ def training_curve_figure(history: list[dict]) -> go.Figure:
         biggest = max([biggest, *y])
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, line=dict(width=3, color=colour, dash=dash),
                                  hovertemplate=f"epoch %{{x}}<br>{name} %{{y:.1%}}<extra></extra>"), row=1, col=2)
-    _layout(fig, "Training", 420, legend=dict(orientation="h", y=-0.25, x=0), hovermode="x unified")
+    fig.update_layout(**_layout("Training", 420, legend=dict(orientation="h", y=-0.25, x=0), hovermode="x unified"))
     fig.update_annotations(font_size=FONT_SIZE)
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title="cross-entropy", rangemode="tozero", row=1, col=1)
