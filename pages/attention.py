@@ -74,7 +74,8 @@ def per_head() -> None:
         common.plot(plots.patch_map_figure(qmap, image, title=f"Patch {int(query)} → patches, layer {layer} head {head}",
                                            colorbar_title="attention", percent=True), key="query_map")
 
-    with st.expander(f"The full {T}×{T} attention matrix of layer {layer}, head {head}"):
+    # Drawn only on request: the largest figure of the page, and rarely needed on every slider step.
+    if st.toggle(f"Show the full {T}×{T} attention matrix of layer {layer}, head {head}", key="show_matrix"):
         common.plot(plots.attention_matrix_figure(att[li, hi], title=f"Layer {layer}, head {head}: rows are queries, columns keys"),
                     key="matrix")
 

@@ -335,6 +335,17 @@ def test_deep_link_opens_the_attention_view(layer: str, head: str) -> None:
     assert at.query_params.get("layer") == str(expect(layer)), "the URL should show the layer in view"
 
 
+def test_attention_matrix_is_drawn_on_request() -> None:
+    at = visit(new_app(), "attention")
+    charts = len(at.get("plotly_chart"))
+    at.toggle(key="show_matrix").set_value(True).run()
+    assert_no_exception(at, "attention matrix shown")
+    assert len(at.get("plotly_chart")) == charts + 1, "turning the toggle on should add the attention matrix"
+    at.slider(key="layer").set_value(at.slider(key="layer").max).run()
+    assert_no_exception(at, "attention matrix of the last layer")
+    assert len(at.get("plotly_chart")) == charts + 1
+
+
 def test_deep_link_to_a_sample_and_a_model() -> None:
     samples = common.sample_files()
     if len(samples) < 2:
