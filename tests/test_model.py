@@ -46,6 +46,33 @@ def test_trace_shapes_and_invariants():
     assert arrays["attentions"].shape == (L, B, H, N + 1, N + 1)
 
 
+def test_in_place_inference_path_equals_the_autograd_path():
+    """Without autograd the residual sums and GELU reuse their buffers; every stage must stay bit-identical,
+    no stored stage may be overwritten later, and with autograd gradients must still flow."""
+    m = small()
+    m.blocks[0].mlp.fc1.bias.data.normal_()  # non-zero everywhere, so a missed write would show
+    x = torch.randn(2, 3, 32, 32)
+    with torch.enable_grad():
+        ref = m.trace(x, mlp_activations=True)
+        ref_logits = m(x)
+        ref_logits.sum().backward()
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            t = m.trace(x, mlp_activations=True)
+            logits = m(x)
+        assert torch.equal(logits, ref_logits.detach())
+        for name in ("hidden_states", "residual_mid", "attentions", "mlp_activations"):
+            for a, b in zip(getattr(t, name), getattr(ref, name)):
+                assert torch.equal(a, b.detach()), name
+        # each stored stage is its own tensor: z'l and zl were not written over by the next step
+        ptrs = [h.data_ptr() for h in t.hidden_states + t.residual_mid]
+        assert len(set(ptrs)) == len(ptrs)
+        with mode():
+            again = t.residual_mid[0] + m.blocks[0].mlp(m.blocks[0].norm2(t.residual_mid[0]))[0]
+        assert torch.equal(t.hidden_states[1], again)
+
+
 def test_conv_patch_embedding_equals_linear_on_flattened_patches():
     m = small()
     x = torch.randn(2, 3, 32, 32)
