@@ -50,6 +50,28 @@ def test_run_bench_smoke_in_process(tmp_path):
         assert header in text
 
 
+def test_repeated_runs_report_the_median_ratio_and_its_range():
+    lines = []
+    result = bench.run_bench(smoke=True, device="cpu", threads=1, repeat=2, out=lines.append)
+    rows = result["rows"]
+    assert {(r["case"], r["batch"], r["mode"]) for r in rows} == EXPECTED_ROWS and len(rows) == len(EXPECTED_ROWS)
+    for r in rows:
+        assert r["runs"] == 2 and len(r["run_ratios"]) == 2
+        assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
+        assert math.isclose(r["ratio"], sum(r["run_ratios"]) / 2)  # the median of two
+        assert r["max_abs_diff"] < 1e-4
+    header = next(line for line in "\n".join(lines).splitlines() if line.startswith("case"))
+    assert header.split()[-3:] == ["range", "max", "|Δ|"]
+
+
+def test_combine_runs_takes_medians():
+    run = lambda ratio, ms: [{"case": "c", "batch": 1, "mode": "trace", "dtype": "fp32", "reps": 5, "ours_ms": ms * ratio,
+                              "hf_ms": ms, "ratio": ratio, "ours_page_faults": 0, "hf_page_faults": 0, "max_abs_diff": 0.0}]
+    (row,) = bench.combine_runs([run(0.9, 10.0), run(1.2, 20.0), run(1.0, 30.0)])
+    assert row["ratio"] == 1.0 and (row["ratio_min"], row["ratio_max"]) == (0.9, 1.2)
+    assert row["hf_ms"] == 20.0 and row["ours_ms"] == 24.0 and row["runs"] == 3 and row["reps"] == 15
+
+
 def test_bench_command_smoke(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "vit.bench", "--smoke", "--device", "cpu", "--json", str(out)],

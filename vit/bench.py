@@ -3,6 +3,7 @@
     python -m vit.bench                      # every case, table + artifacts/bench.json
     python -m vit.bench --cases tiny --reps 50
     python -m vit.bench --smoke              # a few seconds, tiny sizes (used by the tests)
+    python -m vit.bench --repeat 3           # each case 3 times: median ratio and its range across runs
 
 Two comparisons per case, both under ``torch.inference_mode()``:
 
@@ -320,22 +321,38 @@ def run_case(case: Case, device: torch.device, reps: int, warmup: int, bf16: boo
     return rows
 
 
+def combine_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (mode, dtype) from several runs of a case: median times, and the median of the
+    per-run ratios with its range, so a reader sees how much a ratio moves between runs."""
+    rows = []
+    for same in zip(*runs):
+        ratios = [r["ratio"] for r in same]
+        row = dict(same[0])
+        for key in ("ours_ms", "hf_ms", "ours_page_faults", "hf_page_faults"):
+            row[key] = statistics.median(r[key] for r in same)
+        row.update(ratio=statistics.median(ratios), ratio_min=min(ratios), ratio_max=max(ratios), runs=len(same),
+                   run_ratios=ratios, reps=sum(r["reps"] for r in same),
+                   max_abs_diff=max(r["max_abs_diff"] for r in same))
+        rows.append(row)
+    return rows
+
+
 def run_bench(cases: str | None = None, reps: int = 20, warmup: int = 3, device: str | torch.device | None = None,
               threads: int | None = None, smoke: bool = False, bf16: bool = False,
               json_path: str | Path | None = None, out: Callable[[str], Any] | None = print,
-              keep_freed: bool = False, min_seconds: float = 2.0) -> dict[str, Any]:
+              keep_freed: bool = False, min_seconds: float = 2.0, repeat: int = 1) -> dict[str, Any]:
     """Run the benchmark; returns {"machine", "settings", "notes", "rows"} and writes it to ``json_path``."""
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
         return _run_bench(cases, reps, warmup, device, smoke, bf16, json_path, out or (lambda s: None), keep_freed,
-                          min_seconds)
+                          min_seconds, repeat)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _run_bench(cases, reps, warmup, device, smoke, bf16, json_path, say, keep_freed, min_seconds) -> dict[str, Any]:
+def _run_bench(cases, reps, warmup, device, smoke, bf16, json_path, say, keep_freed, min_seconds, repeat) -> dict[str, Any]:
     if smoke:
         reps, warmup, min_seconds = min(reps, 2), min(warmup, 1), 0.0
     dev = choose_device(str(device) if device is not None else None)
@@ -362,10 +379,12 @@ def _run_bench(cases, reps, warmup, device, smoke, bf16, json_path, say, keep_fr
     rows: list[dict[str, Any]] = []
     for case in chosen:
         start = time.perf_counter()
-        case_rows = run_case(case, dev, reps, warmup, bf16, min_seconds)
+        runs = [run_case(case, dev, reps, warmup, bf16, min_seconds) for _ in range(max(1, repeat))]
+        case_rows = combine_runs(runs)
         rows += case_rows
         ratios = ", ".join(f"{r['mode']}{'' if r['dtype'] == 'fp32' else ' ' + r['dtype']} {r['ratio']:.2f}"
-                           f" (page faults/call {r['ours_page_faults']:.0f} vs {r['hf_page_faults']:.0f})" for r in case_rows)
+                           + (f" [{r['ratio_min']:.2f}–{r['ratio_max']:.2f}]" if r["runs"] > 1 else "")
+                           + f" (page faults/call {r['ours_page_faults']:.0f} vs {r['hf_page_faults']:.0f})" for r in case_rows)
         say(f"  {case.label}: ours/HF {ratios} ({time.perf_counter() - start:.1f} s)")
     say(format_table(rows))
     result = {
@@ -373,7 +392,7 @@ def _run_bench(cases, reps, warmup, device, smoke, bf16, json_path, say, keep_fr
         "settings": {"reps": reps, "min_seconds": min_seconds, "warmup": warmup, "device": str(dev),
                      "threads": torch.get_num_threads(),
                      "smoke": smoke, "bf16": bf16, "keep_freed_memory": keep_freed, "tolerance": TOLERANCE,
-                     "cases": cases},
+                     "cases": cases, "repeat": max(1, repeat)},
         "notes": notes,
         "rows": rows,
     }
@@ -393,12 +412,16 @@ def format_machine(m: dict[str, Any]) -> str:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    cells = [HEADERS]
+    """A plain-text table; with several runs per case (``--repeat``) the ratio's range across runs too."""
+    spread = any(r.get("runs", 1) > 1 for r in rows)
+    headers = HEADERS[:7] + (("range",) if spread else ()) + HEADERS[7:]
+    cells = [headers]
     for r in rows:
+        ratio_range = (f"{r['ratio_min']:.2f}–{r['ratio_max']:.2f}",) if spread else ()
         cells.append((r["case"], str(r["batch"]), r["mode"], r["dtype"], f"{r['ours_ms']:.2f}", f"{r['hf_ms']:.2f}",
-                      f"{r['ratio']:.2f}", f"{r['max_abs_diff']:.1e}"))
-    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADERS))]
-    right = {1, 4, 5, 6, 7}
+                      f"{r['ratio']:.2f}", *ratio_range, f"{r['max_abs_diff']:.1e}"))
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    right = set(range(4, len(headers))) | {1}
 
     def line(row):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
@@ -412,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-seconds", type=float, default=2.0,
                    help="keep repeating (up to 50x --reps) until each comparison has run this long")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every case this many times, with freshly built models, and report the median ratio "
+                        "and its range: on a shared machine one run's ratio can move by several percent")
     p.add_argument("--cases", help="comma-separated substrings of case labels to keep, e.g. 'tiny,ViT-B/16 b1'")
     p.add_argument("--device", help="cpu, cuda, mps... (default: vit.choose_device())")
     p.add_argument("--threads", type=int, help="torch.set_num_threads before timing")
@@ -428,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run_bench(cases=args.cases, reps=args.reps, warmup=args.warmup, device=args.device, threads=args.threads,
               smoke=args.smoke, bf16=args.bf16, json_path=args.json, keep_freed=args.keep_freed_memory,
-              min_seconds=args.min_seconds)
+              min_seconds=args.min_seconds, repeat=args.repeat)
     return 0
 
 
