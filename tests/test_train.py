@@ -85,3 +85,33 @@ def test_bundled_checkpoint_is_small_and_complete(name):
     model = vit.load_model(name, device="cpu")
     assert model.class_names and len(model.class_names) == model.config.num_classes
     assert len(model.meta["mean"]) == model.config.in_channels
+
+
+def test_model_card_records_a_from_scratch_reproduction(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("model_card", Path(__file__).parent.parent / "scripts" / "model_card.py")
+    card = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(card)
+    models = tmp_path / "models"
+    monkeypatch.setattr(card, "MODELS_DIR", models)
+    args = TINY + ["--epochs", "1", "--seed", "3"]
+    train.train(train.parse_args(args + ["--out", str(models / "tiny")]))
+    # the card's command records "--out <path>"; a bundled model's path is assets/models/NAME
+    meta = json.loads((models / "tiny.json").read_text())
+    meta["command"] = meta["command"].replace(str(models / "tiny"), "assets/models/tiny")
+    (models / "tiny.json").write_text(json.dumps(meta))
+    train.train(train.parse_args(args + ["--out", str(tmp_path / "again")]))
+    entry = card.add_reproduction("tiny", str(tmp_path / "again"))
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert entry["test_accuracy"] == pytest.approx(again["test_accuracy"])
+    assert entry["difference_points"] == pytest.approx(100 * (again["test_accuracy"] - meta["test_accuracy"]), abs=0.01)
+    saved = json.loads((models / "tiny.json").read_text())
+    assert saved["reproductions"] == [entry]
+    (row,) = card.reproduction_rows(saved)
+    assert row.startswith("| retrained from scratch") and f"{entry['difference_points']:+.2f} points" in row
+    # a run with another recipe is not a reproduction
+    train.train(train.parse_args(TINY + ["--epochs", "2", "--seed", "3", "--out", str(tmp_path / "other")]))
+    with pytest.raises(SystemExit, match="not the card's command"):
+        card.add_reproduction("tiny", str(tmp_path / "other"))
