@@ -21,8 +21,8 @@ port bound to 127.0.0.1, drives Debian's headless Chromium with Playwright, and 
 
 Each step gets two times, both on the browser's own clock from the moment the step began there (the
 file landed in the input, the link was clicked, the key was pressed), so Playwright's round trips are
-not counted. "Run finished" stops when the browser sees the app's script state go
-``running`` → ``notRunning``: the server has computed the page and everything it sent has arrived.
+not counted. "Run finished" stops when the last message the server sent for that step arrives in the
+page: the server has computed the page and everything it sent has arrived.
 "Drawn" waits further, until every visible Plotly chart has an ``svg.main-svg`` and the DOM has not
 changed for ``--quiet-ms``; it stops at the last DOM change, not at the end of the quiet window. The
 browser draws on the same cores as the server here, so "drawn" includes work a student's own device
@@ -85,11 +85,17 @@ PROBE = """(() => {
       window.__lastMut = performance.now();
       for (const m of muts) {
         if (m.type === 'attributes' && m.attributeName === 'data-test-script-state'
-            && m.oldValue === 'running') { window.__runs += 1; window.__done = performance.now(); }  // a run ended
+            && m.oldValue === 'running') window.__runs += 1;  // a run ended
       }
     }).observe(document, {subtree: true, childList: true, attributes: true, attributeOldValue: true, characterData: true});
   };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start); else start();
+  // The arrival of the server's last message. A fast fragment rerun can go running → notRunning inside one
+  // render, leaving no trace in the DOM, so messages are the reliable sign that a run happened and ended.
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) { super(...args); this.addEventListener('message', () => { window.__lastMsg = performance.now(); }); }
+  };
   // When each step begins, on the same clock: a key press (slider), a click (navigation), a file chosen (upload).
   document.addEventListener('keydown', () => { window.__keyAt = performance.now(); }, true);
   document.addEventListener('click', () => { window.__clickAt = performance.now(); }, true);
@@ -99,8 +105,8 @@ PROBE = """(() => {
 STATE = """() => {
   const app = document.querySelector("[data-testid='stApp']");
   const charts = [...document.querySelectorAll("[data-testid='stPlotlyChart']")].filter(c => c.offsetParent !== null);
-  return {now: performance.now(), last: window.__lastMut || 0, runs: window.__runs || 0, done: window.__done || 0,
-          key: window.__keyAt || 0, click: window.__clickAt || 0, file: window.__fileAt || 0,
+  return {now: performance.now(), last: window.__lastMut || 0, runs: window.__runs || 0,
+          msg: window.__lastMsg || 0, key: window.__keyAt || 0, click: window.__clickAt || 0, file: window.__fileAt || 0,
           state: app ? app.getAttribute('data-test-script-state') : null,
           charts: charts.length,
           drawn: charts.filter(c => { const g = c.querySelector('.js-plotly-plot');
@@ -128,9 +134,11 @@ class Clock:
 
 
 def settle(page, clock: Clock, runs_before: int | None, quiet_ms: float, want_charts: bool,
-           ready=lambda: True, retry=None, retry_after_s: float = 10.0) -> tuple[float, dict]:
+           ready=lambda: True, retry=None, retry_after_s: float = 10.0, began: str | None = None) -> tuple[float, dict]:
     """Wait until a new run (if runs_before is given) has finished, every visible chart is drawn (and there is
-    at least one if want_charts), and the DOM is quiet.
+    at least one if want_charts), and the DOM is quiet. A new run shows as a finished-run count above
+    ``runs_before``, or, with ``began`` (the state field holding the step's start), as a server message
+    that arrived after the step began together with ``ready()``.
 
     If no run has started ``retry_after_s`` after the call and nothing on the page changed, ``retry()`` is
     called once (a click that the app dropped); the state then says ``retried``. Returns the
@@ -142,7 +150,8 @@ def settle(page, clock: Clock, runs_before: int | None, quiet_ms: float, want_ch
     while True:
         st = page.evaluate(STATE)
         t_eval = time.perf_counter()
-        ok = (st["state"] == "notRunning" and (runs_before is None or st["runs"] > runs_before)
+        new_run = runs_before is None or st["runs"] > runs_before or (began is not None and st["msg"] > st[began] > 0)
+        ok = (st["state"] == "notRunning" and new_run
               and st["drawn"] == st["charts"] and (st["charts"] > 0 or not want_charts)
               and st["now"] - st["last"] >= quiet_ms and ready())
         if ok:
@@ -254,18 +263,19 @@ def time_model(browser, url: str, model: str, reps: int, clock: Clock, quiet_ms:
             # Times on the browser's clock: from the file landing in the input, and from the click on the link.
             r = runs(page)
             uploader.set_input_files(files=[{"name": name, "mimeType": "image/png", "buffer": data}])
-            _, st = settle(page, clock, r, quiet_ms, want_charts=False, ready=sidebar_names(f"upload: {name}"))
+            _, st = settle(page, clock, r, quiet_ms, want_charts=False, ready=sidebar_names(f"upload: {name}"),
+                           began="file")
             done(st)
             upload_s = (st["last"] - st["file"]) / 1000
-            upload_run_s = (st["done"] - st["file"]) / 1000
+            upload_run_s = (st["msg"] - st["file"]) / 1000
 
             r = runs(page)
             click_nav(page, "4. Attention")
             _, st = settle(page, clock, r, quiet_ms, want_charts=True, ready=on_attention(name),
-                           retry=lambda: click_nav(page, "4. Attention"))
+                           retry=lambda: click_nav(page, "4. Attention"), began="click")
             done(st)
             attention_s = (st["last"] - st["click"]) / 1000
-            out["upload_to_attention_run_s"].append(upload_run_s + (st["done"] - st["click"]) / 1000)
+            out["upload_to_attention_run_s"].append(upload_run_s + (st["msg"] - st["click"]) / 1000)
             out["upload_s"].append(upload_s)
             out["attention_s"].append(attention_s)
             out["upload_to_attention_s"].append(upload_s + attention_s)
@@ -276,11 +286,11 @@ def time_model(browser, url: str, model: str, reps: int, clock: Clock, quiet_ms:
                 r = runs(page)
                 value = slider_step(page, label)
                 title = page.get_by_role("heading", name=f"{label.lower()} {value}")
-                _, st = settle(page, clock, r, quiet_ms, want_charts=True, ready=lambda: title.count() > 0)
+                _, st = settle(page, clock, r, quiet_ms, want_charts=True, ready=lambda: title.count() > 0, began="key")
                 done(st)
                 # Both on the browser's clock, from the key press itself (not from Playwright's round trips).
                 out[key].append((st["last"] - st["key"]) / 1000)
-                out[key.replace("_s", "_run_s")].append((st["done"] - st["key"]) / 1000)
+                out[key.replace("_s", "_run_s")].append((st["msg"] - st["key"]) / 1000)
                 steps[label] = out[key][-1]
             log(f"  {model} rep {rep + 1}/{reps}: upload {upload_s:.2f} s + attention {attention_s:.2f} s; "
                 f"layer {steps['Layer']:.2f} s, head {steps['Head']:.2f} s")
