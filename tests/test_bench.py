@@ -29,6 +29,14 @@ def _check_rows(rows):
         assert r["max_abs_diff"] < 1e-4
         assert r["ours_ms"] > 0 and r["hf_ms"] > 0
         assert math.isclose(r["ratio"], r["ours_ms"] / r["hf_ms"])
+        assert r["ours_alloc_mib"] > 0 and r["hf_alloc_mib"] > 0
+    by_mode = {(r["batch"], r["mode"]): r for r in rows}
+    for b in (1, 4):  # the trace keeps every stage, so it allocates more than the plain forward
+        assert by_mode[b, "trace"]["ours_alloc_mib"] > by_mode[b, "forward"]["ours_alloc_mib"]
+    assert by_mode[4, "trace"]["ours_alloc_mib"] > by_mode[1, "trace"]["ours_alloc_mib"]
+    # buffers reused at inference (residual sums, GELU): less memory per call than Hugging Face's
+    for mode in ("trace", "forward"):
+        assert by_mode[4, mode]["ours_alloc_mib"] < by_mode[4, mode]["hf_alloc_mib"], mode
 
 
 def test_run_bench_smoke_in_process(tmp_path):

@@ -33,7 +33,7 @@ import platform
 import statistics
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -230,6 +230,38 @@ def time_interleaved(fns: list[Callable[[], Any]], reps: int, warmup: int, devic
     return [statistics.median(t) for t in times], [f / max(r, 1) for f in faults], r
 
 
+@contextmanager
+def _native_stderr_silenced():
+    """Hide what C++ code writes to file descriptor 2 (torch's profiler logs two lines on every use)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def allocated_mib(fn: Callable[[], Any], device: torch.device) -> float:
+    """MiB that one call allocates on ``device`` (the sum of its allocations, whatever is freed later).
+
+    Counted by torch's profiler, so it is exact and repeatable where timings are not: on CPU, fresh
+    allocations are what turn into page faults. NaN where the profiler cannot count on this device.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with _native_stderr_silenced(), profile(activities=activities, profile_memory=True) as prof:
+        fn()
+    field = "self_device_memory_usage" if device.type == "cuda" else "self_cpu_memory_usage"
+    events = prof.key_averages()
+    if device.type not in ("cpu", "cuda"):
+        return float("nan")
+    return sum(max(0, getattr(e, field, 0) or 0) for e in events) / 2**20
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory instead of returning it to the OS (``--keep-freed-memory``).
 
@@ -311,10 +343,16 @@ def run_case(case: Case, device: torch.device, reps: int, warmup: int, bf16: boo
                 reps, warmup, device, min_seconds)
             (f_ours, f_hf), (f_fo, f_fh), f_n = time_interleaved(
                 [lambda: ours(x), lambda: hf_sdpa(pixel_values=x)], reps, warmup, device, min_seconds)
+            mib = {("trace", "ours"): allocated_mib(lambda: ours.trace(x), device),
+                   ("trace", "hf"): allocated_mib(lambda: hf_eager(pixel_values=x, output_attentions=True,
+                                                                   output_hidden_states=True), device),
+                   ("forward", "ours"): allocated_mib(lambda: ours(x), device),
+                   ("forward", "hf"): allocated_mib(lambda: hf_sdpa(pixel_values=x), device)}
         for mode, o, h, d, fo, fh, n in (("trace", t_ours, t_hf, d_trace, t_fo, t_fh, t_n),
                                          ("forward", f_ours, f_hf, d_fwd, f_fo, f_fh, f_n)):
             rows.append({"case": case.name, "batch": case.batch, "mode": mode, "dtype": dtype, "reps": n,
                          "ours_page_faults": fo, "hf_page_faults": fh,
+                         "ours_alloc_mib": mib[mode, "ours"], "hf_alloc_mib": mib[mode, "hf"],
                          "ours_ms": o, "hf_ms": h, "ratio": o / h, "max_abs_diff": d,
                          "hf": "eager+outputs" if mode == "trace" else "sdpa"})
     del ours, hf_eager, hf_sdpa
@@ -328,8 +366,9 @@ def combine_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     for same in zip(*runs):
         ratios = [r["ratio"] for r in same]
         row = dict(same[0])
-        for key in ("ours_ms", "hf_ms", "ours_page_faults", "hf_page_faults"):
-            row[key] = statistics.median(r[key] for r in same)
+        for key in ("ours_ms", "hf_ms", "ours_page_faults", "hf_page_faults", "ours_alloc_mib", "hf_alloc_mib"):
+            if key in row:
+                row[key] = statistics.median(r[key] for r in same)
         row.update(ratio=statistics.median(ratios), ratio_min=min(ratios), ratio_max=max(ratios), runs=len(same),
                    run_ratios=ratios, reps=sum(r["reps"] for r in same),
                    max_abs_diff=max(r["max_abs_diff"] for r in same))
@@ -384,7 +423,8 @@ def _run_bench(cases, reps, warmup, device, smoke, bf16, json_path, say, keep_fr
         rows += case_rows
         ratios = ", ".join(f"{r['mode']}{'' if r['dtype'] == 'fp32' else ' ' + r['dtype']} {r['ratio']:.2f}"
                            + (f" [{r['ratio_min']:.2f}–{r['ratio_max']:.2f}]" if r["runs"] > 1 else "")
-                           + f" (page faults/call {r['ours_page_faults']:.0f} vs {r['hf_page_faults']:.0f})" for r in case_rows)
+                           + f" (allocated/call {r['ours_alloc_mib']:.1f} vs {r['hf_alloc_mib']:.1f} MiB,"
+                           f" page faults/call {r['ours_page_faults']:.0f} vs {r['hf_page_faults']:.0f})" for r in case_rows)
         say(f"  {case.label}: ours/HF {ratios} ({time.perf_counter() - start:.1f} s)")
     say(format_table(rows))
     result = {
