@@ -356,3 +356,17 @@ def test_deep_link_to_a_sample_and_a_model() -> None:
     assert_no_exception(at, "?sample=&model=")
     assert sidebar_caption(at) == f"sample: {sample.stem}"
     assert at.selectbox(key="model_name").value == model
+
+
+def test_server_settings_keep_reruns_cheap() -> None:
+    """A full gc.collect() after every run holds the GIL for 100+ ms with torch and plotly loaded, on
+    every slider step of every student: the server turns it off and freezes its start-up objects."""
+    import gc
+    import tomllib
+
+    settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert settings["runner"]["postScriptGC"] is False
+    assert settings["server"]["fileWatcherType"] == "none"
+    at = new_app()
+    assert_no_exception(at, "start page")
+    assert gc.get_freeze_count() > 10_000  # torch, numpy, plotly and Streamlit's own objects
