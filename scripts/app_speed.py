@@ -474,9 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                         t = time_model(browser, url, model, args.reps, clock, args.quiet_ms, external, log,
                                        args.screenshots)
                         t["reps"] = len(t["upload_s"])
-                        t["stats"] = {k: stats(t[k]) for k in ("upload_to_attention_s", "upload_s", "attention_s",
-                                                               "layer_s", "head_s", "upload_to_attention_run_s",
-                                                               "layer_run_s", "head_run_s")}
+                        t["stats"] = {k: stats(v) for k, v in t.items() if isinstance(v, list)}  # every timing
                         r["timings"] = t
                         if not args.no_bytes:
                             r["bytes"] = page_bytes(browser, url, model, clock, args.quiet_ms, external, log)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from vit.evaluate import evaluate_model  # noqa: E402
 from vit.loading import MODELS_DIR, available_models  # noqa: E402
+from vit.train import parse_args  # noqa: E402
 
 DATA_NOTES = {
     "fashion-mnist": "Fashion-MNIST (Zalando Research, MIT licence), from Debian's `dataset-fashion-mnist`: "
@@ -56,14 +58,19 @@ def plot_curve(name: str, history: list[dict]) -> str:
     return out
 
 
+def recipe(command: str) -> dict:
+    """A recorded ``python -m vit.train ...`` command, parsed by the training command's own parser,
+    without the options that do not change the result (where it writes, threads, progress, resume)."""
+    args = vars(parse_args(shlex.split(command)[3:]))
+    return {k: v for k, v in args.items() if k not in ("out", "argv", "threads", "quiet", "resume", "stop_after")}
+
+
 def add_reproduction(name: str, path: str) -> dict:
     """Evaluate a retrained checkpoint of ``name`` and append the result to ``name``'s JSON."""
     sidecar = MODELS_DIR / f"{name}.json"
     meta = json.loads(sidecar.read_text())
     retrained = json.loads(Path(path).with_suffix(".json").read_text())
-    wanted = meta["command"].replace(f"--out assets/models/{name}", "--out")
-    used = retrained["command"].rsplit("--out", 1)[0] + "--out"
-    if used != wanted:
+    if recipe(retrained["command"]) != recipe(meta["command"]):
         raise SystemExit(f"{path} was trained with\n  {retrained['command']}\nnot the card's command\n  {meta['command']}")
     result = evaluate_model(path)
     entry = {"test_accuracy": result["test_accuracy"], "test_images": result["test_images"],

@@ -250,16 +250,15 @@ def allocated_mib(fn: Callable[[], Any], device: torch.device) -> float:
     Counted by torch's profiler, so it is exact and repeatable where timings are not: on CPU, fresh
     allocations are what turn into page faults. NaN where the profiler cannot count on this device.
     """
+    if device.type not in ("cpu", "cuda"):
+        return float("nan")
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with _native_stderr_silenced(), profile(activities=activities, profile_memory=True) as prof:
         fn()
     field = "self_device_memory_usage" if device.type == "cuda" else "self_cpu_memory_usage"
-    events = prof.key_averages()
-    if device.type not in ("cpu", "cuda"):
-        return float("nan")
-    return sum(max(0, getattr(e, field, 0) or 0) for e in events) / 2**20
+    return sum(max(0, getattr(e, field, 0) or 0) for e in prof.key_averages()) / 2**20
 
 
 def keep_freed_memory() -> bool:
