@@ -97,5 +97,6 @@ PRESETS: dict[str, ViTConfig] = {
     "ViT-S/16": _paper(16, 384, 12, 6, 1536),
     # This project's own small models, trained on 2 CPU cores.
     "tiny-fashion": ViTConfig(image_size=28, patch_size=7, in_channels=1, dim=128, depth=6, heads=4, mlp_dim=256, num_classes=10),
+    "tiny-symbols": ViTConfig(image_size=64, patch_size=8, in_channels=3, dim=96, depth=6, heads=6, mlp_dim=192, num_classes=15),
     "tiny-shapes": ViTConfig(image_size=32, patch_size=4, in_channels=3, dim=64, depth=4, heads=4, mlp_dim=128, num_classes=10),
 }

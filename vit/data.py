@@ -40,6 +40,7 @@ class ArrayDataset:
     labels: np.ndarray      # (N,) int64
     class_names: list[str]
     name: str
+    masks: np.ndarray | None = None  # (N, H, W) bool: where the object's ink is, if the data knows it
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -49,6 +50,8 @@ class ArrayDataset:
             raise ValueError(f"images must be uint8 (N, H, W, C), got {self.images.dtype} {self.images.shape}")
         if self.labels.shape != (len(self.images),):
             raise ValueError(f"labels must be ({len(self.images)},), got {self.labels.shape}")
+        if self.masks is not None and self.masks.shape != self.images.shape[:3]:
+            raise ValueError(f"masks must be {self.images.shape[:3]}, got {self.masks.shape}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -578,7 +581,43 @@ def _load_folder(split: str, data=None, *, image_size: int | None = None, channe
     return ArrayDataset(ds.images[keep], ds.labels[keep], ds.class_names, ds.name)
 
 
-DATASETS = {"fashion-mnist": _load_fashion, "shapes": _load_shapes, "cifar10": _load_cifar, "folder": _load_folder}
+SYMBOLS_SIZES = {"train": 45000, "val": 3000, "test": 6000, "shifted": 3000}
+
+
+def symbols_cache_dir() -> Path:
+    """Where generated symbol sets are kept between runs: $VIT_EXPLORER_CACHE or ~/.cache/vit-explorer."""
+    return Path(os.environ.get("VIT_EXPLORER_CACHE") or Path.home() / ".cache" / "vit-explorer")
+
+
+def _load_symbols(split: str, data=None, *, n: int | None = None, seed: int = 0, image_size: int = 64,
+                  workers: int = 2, cache: bool = True) -> ArrayDataset:
+    """The generated symbols (:mod:`vit.symbols`): ``train``, ``val``, ``test`` or ``shifted``.
+
+    ``n`` defaults to :data:`SYMBOLS_SIZES`. Generated sets are cached as plain ``.npz`` arrays
+    (read back without pickle), keyed by split, size, seed and image size.
+    """
+    from .symbols import SPLITS, SYMBOL_CLASSES, make_symbols
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    n = SYMBOLS_SIZES[split] if n is None else n
+    path = symbols_cache_dir() / f"symbols-{split}-{n}-seed{seed}-{image_size}px.npz"
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return ArrayDataset(z["images"], z["labels"], list(SYMBOL_CLASSES), "symbols", masks=z["masks"])
+        except (OSError, ValueError, KeyError):
+            pass  # a broken cache file is simply made again
+    images, labels, masks = make_symbols(n, split, seed, image_size, workers=workers)
+    if cache and n >= 1000:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, images=images, labels=labels, masks=masks)
+        os.replace(tmp, path)
+    return ArrayDataset(images, labels, list(SYMBOL_CLASSES), "symbols", masks=masks)
+
+
+DATASETS = {"fashion-mnist": _load_fashion, "shapes": _load_shapes, "cifar10": _load_cifar, "folder": _load_folder,
+            "symbols": _load_symbols}
 
 
 def load_dataset(name: str, split: str, data: str | os.PathLike | None = None, **kw) -> ArrayDataset:

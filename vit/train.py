@@ -28,7 +28,9 @@ from .device import choose_device
 from .model import VisionTransformer
 from .weights import save_model
 
-FLIP_OK = {"fashion-mnist": True, "cifar10": True, "shapes": False, "folder": False}
+FLIP_OK = {"fashion-mnist": True, "cifar10": True, "shapes": False, "folder": False, "symbols": False}
+# Sets with a validation split are evaluated on it every epoch; their test split stays untouched until the end.
+HAS_VAL = {"symbols"}
 
 
 def to_tensor(ds: ArrayDataset, mean: list[float], std: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,16 +115,23 @@ def train(args: argparse.Namespace) -> dict:
     device = choose_device(args.device)
     if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
-    extra = {"n_train": args.n_train, "n_test": args.n_test} if args.dataset == "shapes" else {}
-    train_ds = load_dataset(args.dataset, "train", args.data, **extra)
-    test_ds = load_dataset(args.dataset, "test", args.data, **extra)
+    if args.dataset == "symbols":
+        train_ds = load_dataset("symbols", "train", n=args.n_train)
+        val_ds = load_dataset("symbols", "val", n=args.n_val)
+        test_ds = load_dataset("symbols", "test", n=args.n_test)
+    else:
+        extra = {"n_train": args.n_train, "n_test": args.n_test} if args.dataset == "shapes" else {}
+        train_ds = load_dataset(args.dataset, "train", args.data, **extra)
+        test_ds = val_ds = load_dataset(args.dataset, "test", args.data, **extra)
     if args.limit:
         train_ds = ArrayDataset(train_ds.images[:args.limit], train_ds.labels[:args.limit], train_ds.class_names, train_ds.name)
     mean, std = dataset_stats(train_ds)
     x_train, y_train = to_tensor(train_ds, mean, std)
     x_test, y_test = to_tensor(test_ds, mean, std)
+    x_val, y_val = to_tensor(val_ds, mean, std) if val_ds is not test_ds else (x_test, y_test)
     if args.limit_test:
         x_test, y_test = x_test[:args.limit_test], y_test[:args.limit_test]
+        x_val, y_val = x_val[:args.limit_test], y_val[:args.limit_test]
 
     config = build_config(args, train_ds)
     model = VisionTransformer(config).to(device)
@@ -165,7 +174,7 @@ def train(args: argparse.Namespace) -> dict:
             correct += (logits.argmax(-1) == yb).sum().item()
             if i % 10 == 0 or i == steps_per_epoch - 1:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", img_s=f"{seen / (time.time() - t0):.0f}")
-        test_acc = evaluate(model, x_test, y_test, device)
+        test_acc = evaluate(model, x_val, y_val, device)  # the validation split where the set has one
         record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen, "test_acc": test_acc,
                   "seconds": time.time() - t0, "images_per_second": seen / (time.time() - t0), **position_scores(model)}
         history.append(record)
@@ -184,8 +193,11 @@ def train(args: argparse.Namespace) -> dict:
         "history": history, "test_accuracy": final_acc, "test_set_size": len(x_test), "train_set_size": len(x_train),
         "wall_time_seconds": round(wall, 1), "device": str(device), "threads": torch.get_num_threads(),
         "command": "python -m vit.train " + " ".join(shlex.quote(a) for a in args.argv),
-        "position": position_scores(model), "seed": args.seed, "resize": "crop",
+        "position": position_scores(model), "seed": args.seed, "resize": "pad" if args.dataset == "symbols" else "crop",
+        "epoch_eval_split": "val" if args.dataset in HAS_VAL else "test",
     }
+    if args.dataset in HAS_VAL:
+        meta["val_set_size"] = len(x_val)
     model.cpu()
     save_model(model, out, **meta)
     for suffix in (".resume.safetensors", ".resume.json"):
@@ -197,7 +209,7 @@ def train(args: argparse.Namespace) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m vit.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=["fashion-mnist", "shapes", "cifar10", "folder"], default="shapes")
+    p.add_argument("--dataset", choices=["fashion-mnist", "shapes", "cifar10", "folder", "symbols"], default="shapes")
     p.add_argument("--data", help="dataset location (Fashion-MNIST IDX dir, CIFAR-10 batches dir, or image folder)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="model preset; sizes below override it")
     p.add_argument("--patch-size", type=int)
@@ -212,8 +224,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-epochs", type=float, default=1.0)
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--pad", type=int, default=2, help="random shift by up to this many pixels")
-    p.add_argument("--n-train", type=int, default=20000, help="shapes: generated training images")
-    p.add_argument("--n-test", type=int, default=4000, help="shapes: generated held-out images")
+    p.add_argument("--n-train", type=int, default=20000, help="shapes and symbols: generated training images")
+    p.add_argument("--n-test", type=int, default=4000, help="shapes and symbols: generated held-out images")
+    p.add_argument("--n-val", type=int, default=3000, help="symbols: generated validation images (checked every epoch)")
     p.add_argument("--limit", type=int, help="train on the first N images only (quick trials)")
     p.add_argument("--limit-test", type=int, help="evaluate on the first N test images only")
     p.add_argument("--seed", type=int, default=0)
