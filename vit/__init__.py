@@ -8,11 +8,12 @@ from .device import choose_device, describe_device
 from .images import ImageError, load_image, load_image_info
 from .loading import available_models, denormalize, fit_image, load_model, preprocess, untrained_like
 from .model import Trace, VisionTransformer, interpolate_position_embeddings
+from .predict import Prediction, predict
 from .weights import CheckpointError, from_hf, load_checkpoint, load_hf_directory, save_model
 
 __all__ = [
     "PRESETS", "ViTConfig", "choose_device", "describe_device", "ImageError", "load_image", "load_image_info", "available_models", "denormalize",
     "fit_image", "load_model", "preprocess", "untrained_like", "Trace", "VisionTransformer",
     "interpolate_position_embeddings", "CheckpointError", "from_hf", "load_checkpoint",
-    "load_hf_directory", "save_model",
+    "load_hf_directory", "save_model", "Prediction", "predict",
 ]

@@ -65,12 +65,24 @@ def untrained_like(model: VisionTransformer, seed: int = 0) -> VisionTransformer
     return prepare_for_inference(fresh, next(model.parameters()).device)
 
 
+def border_colour(image: Image.Image) -> int | tuple[int, ...]:
+    """The median colour of the image's outermost rows and columns (what padding should continue)."""
+    a = np.asarray(image)
+    edge = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]).reshape(-1, *a.shape[2:])
+    med = np.median(edge, axis=0).round().astype(int)
+    return int(med) if med.ndim == 0 else tuple(int(v) for v in med)
+
+
 def fit_image(image: Image.Image, size: int, fit: str = "crop") -> Image.Image:
-    """Make a square ``size``×``size`` image: 'crop' the centre, 'pad' with black, or 'squash'."""
+    """Make a square ``size``×``size`` image: 'crop' the centre, 'pad', or 'squash'.
+
+    'pad' keeps the whole image (nothing at its edges is cut off, e.g. a drawing held up to a 4:3
+    camera) and fills the rest with the median colour of its border, so paper stays paper.
+    """
     if fit == "crop":
         return ImageOps.fit(image, (size, size), method=Image.Resampling.BICUBIC)
     if fit == "pad":
-        return ImageOps.pad(image, (size, size), method=Image.Resampling.BICUBIC, color=0)
+        return ImageOps.pad(image, (size, size), method=Image.Resampling.BICUBIC, color=border_colour(image))
     if fit == "squash":
         return image.resize((size, size), Image.Resampling.BICUBIC)
     raise ValueError(f"fit must be 'crop', 'pad' or 'squash', not {fit!r}")
