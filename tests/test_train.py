@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,10 +72,42 @@ def test_bundled_checkpoint_reproduces_its_accuracy_on_a_sample(name):
     meta = vit.load_model(name, device="cpu").meta
     if meta["dataset"] == "fashion-mnist" and not Path(FASHION_MNIST_DIR).is_dir():
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
-    result = evaluate_model(name, sample=2000, device="cpu")
+    result = evaluate_model(name, sample=2000, device="cpu", full=False)
     # 2000 of the held-out images: within 3 points of the full-set figure (binomial s.d. ≈ 0.7 points)
     assert abs(result["test_accuracy"] - meta["test_accuracy"]) < 0.03
     assert result["neighbour_score"] == pytest.approx(meta["position"]["neighbour_score"], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_checkpoint_reproduces_its_recorded_figures(name):
+    """The model card's figures, measured again on a sample: pointing game, shifted accuracy, known rates."""
+    from vit.evaluate import evaluate_model
+
+    model = vit.load_model(name, device="cpu")
+    recorded = model.meta.get("evaluation")
+    if recorded is None or model.meta.get("provisional"):
+        pytest.skip(f"{name} has no recorded evaluation (python scripts/model_card.py records it)")
+    if model.meta["dataset"] == "fashion-mnist" and not Path(FASHION_MNIST_DIR).is_dir():
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    r = evaluate_model(name, sample=800, device="cpu")
+    # 800 images: a binomial share has s.d. ≤ 1.8 points, so 6 points is over three s.d.
+    for key in ("pointing_game", "shifted_accuracy", "known_held_out", "known_shifted"):
+        if key in recorded:
+            assert abs(r[key] - recorded[key]) < 0.06, (key, r[key], recorded[key])
+    assert r["filter_pca_share"] == pytest.approx(recorded["filter_pca_share"], abs=1e-6)
+    photos = recorded.get("out_of_domain", {}).get("sample photos")
+    if photos:
+        assert r["out_of_domain"]["sample photos"]["known_rate"] == photos["known_rate"]
+
+
+def test_symbols_train_command_runs_and_learns(tmp_path):
+    args = ["--dataset", "symbols", "--n-train", "150", "--n-val", "30", "--n-test", "30", "--dim", "32", "--depth", "1",
+            "--heads", "2", "--mlp-dim", "64", "--patch-size", "16", "--batch-size", "50", "--quiet", "--threads", "1",
+            "--epochs", "2", "--out", str(tmp_path / "s")]
+    meta = train.train(train.parse_args(args))
+    assert meta["dataset"] == "symbols" and meta["resize"] == "pad" and meta["epoch_eval_split"] == "val"
+    assert meta["class_names"][-1] == "nothing" and meta["val_set_size"] == 30 and meta["test_set_size"] == 30
+    assert meta["history"][-1]["train_loss"] < meta["history"][0]["train_loss"]
 
 
 @pytest.mark.parametrize("name", BUNDLED)

@@ -415,15 +415,16 @@ def make_shapes(n: int, seed: int, image_size: int = 32, *, stream: int = 0) -> 
     k = len(SHAPES_CLASSES)
     labels = rng.permutation(np.arange(n) % k).astype(np.int64)
     images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
+    masks = np.empty((n, image_size, image_size), dtype=bool)
     chunk = 1024
     for j, child in enumerate(ss.spawn((n + chunk - 1) // chunk)):
         sl = slice(j * chunk, min(n, (j + 1) * chunk))
-        images[sl] = _render_shapes(np.random.default_rng(child), labels[sl], image_size)
-    return ArrayDataset(images, labels, list(SHAPES_CLASSES), "shapes")
+        images[sl], masks[sl] = _render_shapes(np.random.default_rng(child), labels[sl], image_size)
+    return ArrayDataset(images, labels, list(SHAPES_CLASSES), "shapes", masks=masks)
 
 
-def _render_shapes(rng: np.random.Generator, labels: np.ndarray, S: int) -> np.ndarray:
-    """Draw one chunk of shapes images (len(labels), S, S, 3) uint8."""
+def _render_shapes(rng: np.random.Generator, labels: np.ndarray, S: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one chunk of shapes images (len(labels), S, S, 3) uint8, and the objects' masks (at least half covered)."""
     n, big = len(labels), S * _SS
     dark = rng.random(n) < 0.5
     bg = _backgrounds(rng, n, S, dark)
@@ -477,7 +478,7 @@ def _render_shapes(rng: np.random.Generator, labels: np.ndarray, S: int) -> np.n
     img += a_obj * (fg[:, None, None, :].astype(np.float32) - img)
     img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(0.02)  # a little sensor noise
     img *= np.float32(255.0)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), obj >= 128
 
 
 _CIRCLE = 0.5 * np.stack([np.cos(np.linspace(0, 2 * np.pi, 48, endpoint=False)),
@@ -542,10 +543,10 @@ def augment_batch(x: torch.Tensor, *, flip: bool, pad: int, generator: torch.Gen
 
 def _load_shapes(split: str, data=None, *, n_train: int = 20000, n_test: int = 4000, seed: int = 0,
                  image_size: int = 32) -> ArrayDataset:
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in ("train", "test", "val"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     n = n_train if split == "train" else n_test
-    return make_shapes(n, seed, image_size, stream=0 if split == "train" else 1)
+    return make_shapes(n, seed, image_size, stream={"train": 0, "test": 1, "val": 2}[split])
 
 
 def _load_fashion(split: str, data=None) -> ArrayDataset:

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 __all__ = ["SYMBOL_CLASSES", "NOTHING", "SPLITS", "FONT_PACKAGES", "TRAIN_FONTS", "SHIFTED_FONTS",
            "TRAIN_BACKGROUNDS", "SHIFTED_BACKGROUNDS", "TRAIN_PENS", "SHIFTED_PENS", "make_symbols",
-           "render_symbol", "find_font"]
+           "render_symbol", "find_font", "make_clutter"]
 
 NOTHING = "nothing"
 SYMBOL_CLASSES = [str(d) for d in range(10)] + ["arrow up", "arrow down", "arrow left", "arrow right", NOTHING]
@@ -487,6 +487,21 @@ def render_symbol(rng: np.random.Generator, label: str, S: int = 64, *, shifted:
             (inside if rows is out else inside.T)[band:-band] = True
             ink &= inside
     return out, ink
+
+
+def make_clutter(n: int, seed: int = 0, image_size: int = 64) -> np.ndarray:
+    """``n`` photo-like scenes (n, S, S, 3) uint8 of overlapping shaded shapes and no symbol.
+
+    Out-of-domain images for calibrating the "I don't know" rule of models that have never seen
+    such scenes (their own stream, seeded: never the same draws as the symbols splits).
+    """
+    ss = np.random.SeedSequence(seed, spawn_key=(2000,))
+    out = np.empty((n, image_size, image_size, 3), np.uint8)
+    for i, child in enumerate(ss.spawn(n)):
+        rng = np.random.default_rng(child)
+        scene = Image.fromarray((np.clip(_clutter(rng, 2 * image_size), 0, 1) * 255).astype(np.uint8))
+        out[i] = np.asarray(scene.reduce(2))
+    return out
 
 
 def _render_many(args: tuple) -> tuple[np.ndarray, np.ndarray]:
