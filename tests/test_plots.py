@@ -412,6 +412,21 @@ def test_attention_distance(gen):
     assert len(attention_distance_figure(d).data) == heads
 
 
+def test_attention_distance_uniform_line(gen):
+    """The uniform-attention distance is a dashed horizontal line across the plot, labelled, inside the y range."""
+    d = gen.random((4, 3)) * 10
+    assert not attention_distance_figure(d).layout.shapes
+    fig = attention_distance_figure(d, uniform=23.456)
+    check_common(fig)
+    assert len(fig.data) == 3, "the line is a shape, not a trace: clicks on heads keep their trace indices"
+    (line,) = fig.layout.shapes
+    assert line.type == "line" and line.line.dash == "dash"
+    assert line.y0 == line.y1 == pytest.approx(23.46)
+    assert (line.xref, line.x0, line.x1) == ("paper", 0, 1)
+    assert "uniform attention" in line.label.text and "23.5 px" in line.label.text
+    assert fig.layout.yaxis.range[1] > 23.46
+
+
 def test_attention_distance_heads_apart_and_plain_customdata():
     """An untrained model: every head at the same distance. Points must not sit on each other, and a
     click must hand Streamlit [layer, head] as a plain list, not a base64 typed-array dict."""
@@ -478,6 +493,8 @@ def test_top_k_ordering(gen):
     assert list(bar.y) == ["b", "d", "c"] and list(bar.x) == [0.5, 0.3, 0.1]
     assert fig.layout.yaxis.autorange == "reversed"  # first (highest) bar on top
     assert "%" in bar.texttemplate
+    sure = top_k_figure(np.array([0.999, 0.001]), ["a", "b"])
+    assert sure.layout.xaxis.range[1] == 1.0 and sure.layout.margin.r >= 60, "a full bar's label needs room beside it"
 
 
 # --- playground and training --------------------------------------------------------------------
@@ -553,6 +570,7 @@ def _all_figures(gen) -> dict:
         "similarity": position_similarity_figure(gen.random((64, 64)) * 2 - 1, (8, 8)),
         "matrix": attention_matrix_figure(att[0, 0], "x"),
         "distance": attention_distance_figure(gen.random((3, 4)) * 20, (1, 2)),
+        "distance uniform": attention_distance_figure(gen.random((3, 4)) * 20, None, uniform=12.5),
         "norms": token_norms_figure(gen.random((5, 65)) * 10),
         "lens": logit_lens_figure(gen.dirichlet(np.ones(10), size=7), [f"c{i}" for i in range(10)]),
         "top k": top_k_figure(gen.dirichlet(np.ones(10)), [f"c{i}" for i in range(10)]),

@@ -759,13 +759,16 @@ def attention_matrix_figure(attention: np.ndarray, title: str = "") -> go.Figure
     return _figure([heat], layout)
 
 
-def attention_distance_figure(distances: np.ndarray, selected: tuple[int, int] | None = None) -> go.Figure:
+def attention_distance_figure(distances: np.ndarray, selected: tuple[int, int] | None = None,
+                              uniform: float | None = None) -> go.Figure:
     """Paper Fig. 7 right: mean attention distance (pixels) of every head against network depth.
 
     One trace per head (a legend entry each), points at x = layer (1-based), each head shifted a
     little sideways so that heads at the same distance (an untrained model) stay apart and
     clickable; ``customdata`` is [layer index, head index], 0-based, a plain list of int pairs (so
     a Streamlit selection returns a list), for click selection. ``selected`` (0-based) is ringed.
+    ``uniform`` (pixels), if given, is drawn as a dashed horizontal line labelled "uniform attention":
+    the distance of a head that attends equally to every patch, the reference for local and global.
     """
     d = _np(distances)
     if d.ndim == 3 and d.shape[1] == 1:  # (L, B=1, H) from analysis.attention_distances
@@ -799,8 +802,17 @@ def attention_distance_figure(distances: np.ndarray, selected: tuple[int, int] |
         ))
     finite = d[np.isfinite(d)]
     top = float(finite.max()) * 1.15 if finite.size else 1.0  # headroom for the selection ring
+    extra = {}
+    if uniform is not None:
+        u = round(float(uniform), 2)
+        top = max(top, u * 1.12)  # room for the line's label
+        extra["shapes"] = [dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=u, y1=u, layer="below",
+                                line=dict(color="#555555", dash="dash", width=2),
+                                label=dict(text=f"uniform attention: {u:.1f} px", textposition="end", yanchor="bottom",
+                                           font=dict(size=SMALL_SIZE, color="#555555")))]
     layout = _layout("How far each head looks", 470, subtitle="mean attention distance per head; click a point to select it",
                      hovermode="closest", clickmode="event+select", legend=dict(title=dict(text="head"), font=dict(size=13)),
+                     **extra,
                      xaxis=dict(title=dict(text="Network depth (layer)"), tickmode="linear", tick0=1,
                                 dtick=1 if layers <= 24 else 2, range=[0.5, layers + 0.5]),
                      yaxis=dict(title=dict(text="Mean attention distance (pixels)"), range=[0, max(top, 1e-6)]))
@@ -893,7 +905,7 @@ def top_k_figure(probs: np.ndarray, class_names: list[str], k: int = 5) -> go.Fi
         texttemplate="%{x:.1%}", textposition="outside", cliponaxis=False,
         hovertemplate="%{y}: %{x:.2%}<extra></extra>",
     )
-    layout = _layout(f"Top {k} predictions", 110 + 48 * k,
+    layout = _layout(f"Top {k} predictions", 110 + 48 * k, margin=dict(r=70),  # room for "100.0%" beside a full bar
                      xaxis=dict(title=dict(text="probability"), tickformat=".0%",
                                 range=[0, min(1.0, float(values.max()) * 1.2 + 0.05)]),
                      yaxis=dict(type="category", autorange="reversed", showgrid=False))
