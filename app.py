@@ -17,6 +17,7 @@ def start_page() -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.subheader("1. Choose an image")
+        _camera_invitation(common.current_model().model)
         tab_samples, tab_upload, tab_camera = st.tabs(["Samples", "Upload", "Camera"])
         with tab_samples:
             _sample_gallery()
@@ -29,9 +30,11 @@ def start_page() -> None:
             shot = st.camera_input("Take a photo", key="camera")
             _take_file(shot, "camera")
         # Widget state is dropped on pages without the widget, so the choice lives in a plain key.
-        st.session_state.setdefault("fit", common.current_fit())
+        # Until the user chooses, the fit follows the model (what it was trained with).
+        st.session_state["fit"] = common.current_fit()
         st.radio("Images that are not square:", list(common.FITS), format_func=common.FITS.get,
-                 key="fit", horizontal=True, on_change=_keep, args=("fit", "fit_selected"))
+                 key="fit", horizontal=True, on_change=_keep, args=("fit", "fit_selected"),
+                 help="Until you choose, this follows the model: the way its training images were made square.")
 
     with right:
         st.subheader("2. Choose a model")
@@ -61,6 +64,18 @@ def start_page() -> None:
     trace = common.current_trace()
     st.subheader("3. Follow the image through the model")
     _pipeline(trace, choice.model)
+
+
+def _camera_invitation(model) -> None:
+    """For a model that reads drawings: ask the student to draw one and show it to the camera."""
+    if model.meta.get("dataset") != "symbols":
+        return
+    fit = ("The whole photo is padded to a square, so the drawing is not cut off." if common.current_fit() == "pad"
+           else "Choose *Pad to a square* below, so the drawing is not cut off.")
+    st.info(f"**Show it a drawing.** This model was trained on {common.trained_on(model)}. Draw a digit "
+            "(0–9) or an arrow (↑ ↓ ← →) on paper with a thick pen, open the **Camera** tab below, hold the "
+            f"paper up to the camera and take the photo, then follow it through the model below. {fit}",
+            icon=":material/draw:")
 
 
 def _keep(widget_key: str, state_key: str) -> None:

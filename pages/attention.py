@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 from pages import common
-from vit import analysis, plots
+from vit import analysis, claims, plots
 
 common.require_frame()
 
@@ -28,6 +28,24 @@ common.explain(
     r"\text{SA}(\mathbf{z}) = \text{softmax}\!\left(\frac{\mathbf{q}\mathbf{k}^\top}{\sqrt{D_h}}\right)\mathbf{v}, "
     r"\qquad \text{MSA}(\mathbf{z}) = [\text{SA}_1(\mathbf{z}); \dots; \text{SA}_H(\mathbf{z})]\,\mathbf{U}_{msa}")
 image = trace["input"]
+
+
+def heads_sentence(c: claims.HeadClaim) -> str:
+    """What the first block's heads do on this image, from :func:`vit.claims.head_claim`."""
+    figures = (f"in layer 1, head {c.local_head + 1} looks {c.local_distance:.1f} px away on average and head "
+               f"{c.global_head + 1} {c.global_distance:.1f} px, where attention spread evenly over all patches "
+               f"would give {c.uniform_distance:.1f} px (the dashed line)")
+    if c.verdict == "clear":
+        return f"**This model has local and global heads too**, on your image: {figures}."
+    if c.verdict == "weak":
+        return (f"**This model separates local and global heads only weakly** on your image: {figures}. A clear "
+                "split would have the most local head at most half as far as the most global one, and that one "
+                "near the dashed line.")
+    return (f"**This model does not show local and global heads** on your image: {figures}. Its first-layer "
+            "heads all look about equally far: none is clearly local, none clearly global.")
+
+
+head_claim = claims.head_claim(trace["distances"], (gh, gw), cfg.patch_size)
 st.info(f"Live shapes: {L} layers × {H} heads, each an attention matrix of ({T}, {T}) = {T * T:,} weights; "
         f"q, k, v per head: ({T}, {cfg.head_dim}).")
 
@@ -82,12 +100,14 @@ def per_head() -> None:
     st.subheader("How far does each head look?")
     common.explain(
         "The paper's Fig. 7 (right): for each head, the average distance in pixels between a query patch and the "
-        "patches it attends to, weighted by attention. A CNN's early layers can only see locally; here some heads "
-        "are already global in the first layer. **Click a point** to open that head above.",
+        "patches it attends to, weighted by attention. A CNN's early layers can only see locally; in the paper's "
+        "large models, some heads already attended to most of the image in the first layer while others stayed "
+        "local. **Click a point** to open that head above.",
         r"d_{l,h} = \frac{1}{N}\sum_{i=1}^{N}\sum_{j=1}^{N} \hat{A}^{l,h}_{ij}\,\lVert \mathbf{p}_i - \mathbf{p}_j \rVert, "
         r"\quad \hat{A}_{ij} = \frac{A_{ij}}{\sum_{k\ge 1} A_{ik}}")
-    common.plot(plots.attention_distance_figure(trace["distances"], selected=(li, hi)), key="distance_plot",
-                on_select="rerun", selection_mode="points")
+    st.markdown(heads_sentence(head_claim))
+    common.plot(plots.attention_distance_figure(trace["distances"], selected=(li, hi), uniform=head_claim.uniform_distance),
+                key="distance_plot", on_select="rerun", selection_mode="points")
     st.caption(f"Distances for your image; the farthest two patches on this {gh}×{gw} grid are "
                f"{np.hypot(gh - 1, gw - 1) * cfg.patch_size:.0f} px apart.")
     common.sync_query(layer=layer, head=head, query=int(query) + 1)

@@ -32,6 +32,20 @@ SAMPLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 UNTRAINED = " (untrained)"
 LOCAL = "Local checkpoint…"
 FITS = {"crop": "Crop the centre", "pad": "Pad to a square", "squash": "Squash to a square"}
+SYMBOLS_MODEL = "vit-tiny-symbols"
+DEFAULT_MODELS = (SYMBOLS_MODEL, "vit-tiny-shapes")  # the first one bundled is the default
+DEFAULT_SAMPLES = {SYMBOLS_MODEL: "symbols-3", "vit-tiny-shapes": "shapes-arrow-up"}  # a sample each knows
+SAMPLE_GROUPS = {  # file-name prefix: gallery heading; the rest are photos
+    "symbols-": f"Drawings (what {SYMBOLS_MODEL} knows)",
+    "fashion-": "Fashion-MNIST (what vit-tiny-fashion knows)",
+    "shapes-": "Generated shapes (what vit-tiny-shapes knows)",
+}
+TRAINED_ON = {  # a model's meta["dataset"]: what it was trained on, in plain words
+    "symbols": "hand-drawn or printed digits 0–9 and arrows (up, down, left, right) on paper, a whiteboard or a "
+               "screen, held up to a camera",
+    "shapes": "generated pictures of arrows, L-shapes, circles and crosses",
+    "fashion-mnist": "10 kinds of clothing, photographed as light items on a black background, 28×28 px in grayscale",
+}
 MAX_CONCURRENT = int(os.environ.get("VIT_EXPLORER_CONCURRENCY", "2"))
 ALLOW_LOCAL_MODELS = os.environ.get("VIT_EXPLORER_LOCAL_MODELS", "1") != "0"
 
@@ -112,7 +126,8 @@ def model_options() -> list[str]:
 
 def default_model_name() -> str:
     bundled = vit.available_models()
-    return "vit-tiny-shapes" if "vit-tiny-shapes" in bundled else (bundled[0] if bundled else "tiny-shapes (random)")
+    preferred = [name for name in DEFAULT_MODELS if name in bundled]
+    return (preferred or bundled or ["tiny-shapes (random)"])[0]
 
 
 def current_model_name() -> str:
@@ -141,6 +156,28 @@ def current_model() -> ModelChoice:
     if name == LOCAL:
         name = default_model_name()
     return ModelChoice(shared_model(name), name, name, shared=True)
+
+
+def untrained_twin(choice: ModelChoice) -> vit.VisionTransformer | None:
+    """The same architecture with random weights, to compare with a trained model; None if it is untrained."""
+    if choice.model.meta.get("untrained"):
+        return None
+    if choice.shared:
+        return shared_model(choice.key + UNTRAINED)
+    user = st.session_state["user_model"]  # made once per loaded checkpoint, kept with it
+    if "twin" not in user:
+        user["twin"] = vit.untrained_like(choice.model)
+    return user["twin"]
+
+
+def trained_on(model: vit.VisionTransformer) -> str:
+    """What the model was trained on, in plain words, from its metadata."""
+    dataset = model.meta.get("dataset")
+    if dataset in TRAINED_ON:
+        return TRAINED_ON[dataset]
+    names = model.class_names or []
+    classes = f"the classes {', '.join(names)}" if names else f"{model.config.num_classes} classes"
+    return f"{classes} (dataset: {dataset})" if dataset else classes
 
 
 def load_user_model(path_text: str) -> str | None:
@@ -181,11 +218,11 @@ def sample_files() -> list[Path]:
 
 
 def sample_label(path: Path) -> str:
-    """A short button label: 'fashion-0-ankle-boot' → 'ankle boot', 'shapes-arrow-up' → 'arrow up'."""
+    """A short button label: 'fashion-0-ankle-boot' → 'ankle boot', 'shapes-arrow-up' → 'arrow ↑'."""
     parts = path.stem.split("-")
     if parts[0] == "fashion":
         return " ".join(parts[2:])
-    if parts[0] == "shapes":
+    if parts[0] in ("shapes", "symbols"):
         arrows = {"up": "↑", "down": "↓", "left": "←", "right": "→", "top-left": "↖", "top-right": "↗",
                   "bottom-left": "↙", "bottom-right": "↘"}
         rest = parts[1:]
@@ -198,11 +235,12 @@ def sample_label(path: Path) -> str:
 
 
 def sample_groups(files: list[Path]) -> dict[str, list[Path]]:
-    groups: dict[str, list[Path]] = {"Photos": [], "Fashion-MNIST (what vit-tiny-fashion knows)": [],
-                                     "Generated shapes (what vit-tiny-shapes knows)": []}
+    """Samples by gallery heading: drawings first (what the default model knows), then photos, then the rest."""
+    order = [SAMPLE_GROUPS["symbols-"], "Photos", *list(SAMPLE_GROUPS.values())[1:]]
+    groups: dict[str, list[Path]] = {heading: [] for heading in order}
     for f in files:
-        key = 1 if f.stem.startswith("fashion-") else 2 if f.stem.startswith("shapes-") else 0
-        groups[list(groups)[key]].append(f)
+        prefix = next((p for p in SAMPLE_GROUPS if f.stem.startswith(p)), None)
+        groups[SAMPLE_GROUPS[prefix] if prefix else "Photos"].append(f)
     return {k: v for k, v in groups.items() if v}
 
 
@@ -234,8 +272,9 @@ def set_sample(path: Path) -> None:
 
 
 def default_sample() -> Path | None:
+    """A sample the default model knows, else the first sample, else None."""
     files = sample_files()
-    preferred = [p for p in files if p.stem == "shapes-arrow-up"]
+    preferred = [p for p in files if p.stem == DEFAULT_SAMPLES.get(default_model_name())]
     return (preferred or files or [None])[0]
 
 
@@ -255,7 +294,12 @@ def current_image() -> ImageChoice:
 
 
 def current_fit() -> str:
-    return st.session_state.get("fit_selected", "crop")
+    """The user's choice of fit, else the model's own (its meta["resize"], as in training), else crop."""
+    chosen = st.session_state.get("fit_selected")
+    if chosen in FITS:
+        return chosen
+    own = current_model().model.meta.get("resize")
+    return own if own in FITS else "crop"
 
 
 # --- traces -----------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 from pages import common
-from vit import analysis, plots
+from vit import analysis, claims, plots
 
 common.require_frame()
 
@@ -15,6 +15,23 @@ trace = common.current_trace()
 n, values = trace["patches"].shape
 tokens, D = trace["hidden_states"].shape[-2:]
 gh, gw = (int(v) for v in trace["grid"])
+
+
+def filter_sentence(weight: torch.Tensor) -> str:
+    """What this model's filters show against its untrained twin's, from :func:`vit.claims.filter_claim`."""
+    twin = common.untrained_twin(choice)
+    if twin is None:
+        return ("This model is untrained: its filters are random numbers. Choose a trained model on the start "
+                "page to compare.")
+    c = claims.filter_claim(weight, twin.patch_embed.weight.detach().cpu())
+    figures = (f"the top {c.k} components explain {c.trained_share:.0%} of the filters' variance, against "
+               f"{c.untrained_share:.0%} for the same architecture untrained")
+    shown = {"clear": f"**This model has it**: {figures}.",
+             "weak": f"**This model has only a little more of it than random filters**: {figures}.",
+             "none": f"**This model's filters have no more of it than random ones**: {figures}. A tiny model with "
+                     f"{cfg.patch_size}×{cfg.patch_size} patches has little room for the paper's smooth filters."}
+    return "Structure shows as variance gathered in a few components. " + shown[c.verdict]
+
 
 st.title("2. Linear projection and the [class] token")
 common.explain(
@@ -46,11 +63,12 @@ left, right = st.columns(2)
 with left:
     st.subheader("What E looks for")
     k = st.slider("Principal components", 4, min(28, D, values), min(28, D, values), key="pca_k")
-    components, explained = analysis.embedding_filter_pca(model.patch_embed.weight.detach().cpu(), k)
+    weight = model.patch_embed.weight.detach().cpu()
+    components, explained = analysis.embedding_filter_pca(weight, k)
     st.markdown(f"The paper's Fig. 7 (left): the top principal components of the {D} learned filters in E, "
-                f"each drawn as a {cfg.patch_size}×{cfg.patch_size} patch. In the paper's large models they look "
-                "like smooth, low-frequency basis functions (blobs, stripes, edges). A tiny model with small "
-                "patches has little room for that; compare with its untrained twin, which shows pure noise.")
+                f"each drawn as a {cfg.patch_size}×{cfg.patch_size} patch. In the paper's large models they "
+                "looked like smooth, low-frequency basis functions (blobs, stripes, edges).")
+    st.markdown(filter_sentence(weight))
     common.plot(plots.filters_figure(components.numpy(), explained.numpy()), key="filters_pca")
 with right:
     st.subheader("How strongly each patch is embedded")

@@ -1,10 +1,11 @@
 """Stage 5: the pre-LayerNorm encoder block, token norms, the logit lens and the prediction."""
 
-import numpy as np
 import streamlit as st
+import torch
 
 from pages import common
 from vit import plots
+from vit.predict import Prediction, prediction_from_logits
 
 common.require_frame()
 
@@ -64,9 +65,48 @@ st.markdown("The length of every token after every block. Residual connections o
 common.plot(plots.token_norms_figure(trace["token_norms"]), key="token_norms")
 
 
+def rule_words(pred: Prediction) -> str:
+    """The known rule's test for this image, e.g. 'its top probability, 42.0%, is below the threshold of 50.0%'."""
+    verb = "reaches" if pred.score >= pred.threshold else "is below"
+    if pred.rule["score"] == "max_prob":
+        words = f"its top probability, {pred.score:.1%}, {verb} the threshold of {pred.threshold:.1%}"
+    else:
+        words = (f"its energy score (the log-sum-exp of the logits), {pred.score:.2f}, {verb} the threshold "
+                 f"of {pred.threshold:.2f}")
+    keep = pred.rule.get("keep")
+    return words + (f" (set so that {keep:.0%} of held-out training-like images pass)" if keep else "")
+
+
+def verdict(pred: Prediction, names: list[str]) -> None:
+    """The answer, or "Not recognised" with the reason and the guess the model would make if forced."""
+    softmax = "A softmax always picks one of its classes, even for a picture of something the model has never seen."
+    if pred.known:
+        st.metric("Prediction", pred.labels[0], f"{pred.probs[0]:.1%} confident", delta_color="off", delta_arrow="off")
+        if pred.rule is None:
+            st.caption(f"No \"I don't know\" rule was calibrated for this model, so it always names one of its "
+                       f"classes. {softmax}")
+        else:
+            st.caption(f"Recognised by this model's \"I don't know\" rule: {rule_words(pred)}.")
+        return
+    nothing = pred.rule.get("nothing_class")
+    symbols = model.meta.get("dataset") == "symbols"
+    if pred.reason == "nothing":
+        st.metric("Prediction", "No digit or arrow" if symbols else "Nothing it knows")
+        st.info(f"**The class *{nothing}* won** ({pred.all_probs[names.index(nothing)]:.1%}): the model sees "
+                f"{'no digit or arrow' if symbols else 'none of the things it knows'}. It was trained on "
+                f"{common.trained_on(model)}, and on scenes with none of them (the class *{nothing}*). {softmax} "
+                f"This model has a class for \"none of them\", and it won.")
+    else:
+        st.metric("Prediction", "Not recognised")
+        st.info(f"**Not sure enough to answer.** This model was trained on {common.trained_on(model)}. {softmax[:-1]}, "
+                f"so the top class alone means little. Its \"I don't know\" rule accepts an answer only when the model "
+                f"is confident enough: here {rule_words(pred)}.")
+    st.caption(f"Forced to choose one of its {'symbols' if symbols else 'classes'}, it would say "
+               f"“{pred.guess}” ({pred.guess_prob:.1%}).")
+
 
 def prediction() -> None:
-    names = model.class_names or [f"class {i}" for i in range(cfg.num_classes)]
+    names = list(model.class_names or [f"class {i}" for i in range(cfg.num_classes)])
     common.explain(
         "After the last block the [class] token is normalised once more and mapped to one score (logit) per "
         f"class by a linear layer ({D} → {cfg.num_classes}); a softmax turns the scores into probabilities. "
@@ -74,14 +114,12 @@ def prediction() -> None:
         r"p(c \mid \mathbf{x}) = \text{softmax}\big(\mathbf{W}\,\text{LN}(\mathbf{z}_L^0) + \mathbf{b}\big)_c")
     if model.meta.get("untrained"):
         st.warning("This model is untrained: its predictions are close to a guess.")
-    probs = trace["probs"]
-    best = int(np.argmax(probs))
-    st.metric("Prediction", names[best], f"{probs[best]:.1%} confident", delta_color="off", delta_arrow="off")
+    pred = prediction_from_logits(torch.from_numpy(trace["logits"]), names, model.meta.get("known_rule"))
+    verdict(pred, names)
     k = st.slider("How many classes", 1, min(10, cfg.num_classes), min(5, cfg.num_classes), key="topk")
-    common.plot(plots.top_k_figure(probs, names, k=k), key="topk_plot")
-    if model.meta.get("dataset") == "fashion-mnist":
-        st.caption("This model only knows 10 kinds of clothing, photographed as light items on a black background, "
-                   "28×28 px in grayscale. A photo of anything else gets the closest of those 10.")
+    common.plot(plots.top_k_figure(trace["probs"], names, k=k), key="topk_plot")
+    st.caption(f"The softmax over all {cfg.num_classes} classes: it sums to 100% whatever the image."
+               + (f" This model was trained on {common.trained_on(model)}." if pred.known else ""))
 
     st.subheader("Logit lens: what would the model say after each block?")
     st.markdown("Apply the final LayerNorm and the head to the [class] token after *every* block, not just the "
@@ -89,7 +127,8 @@ def prediction() -> None:
     lens = trace["lens_probs"]
     per_layer = [names[int(i)] for i in lens.argmax(-1)]
     common.plot(plots.logit_lens_figure(lens, names), key="logit_lens")
-    st.caption("Top-1 after each block: " + " → ".join(f"{i}: {n}" for i, n in enumerate(per_layer)))
+    st.caption("Top-1 after each block: " + " → ".join(f"{i}: {n}" for i, n in enumerate(per_layer))
+               + ("" if pred.known else " (the softmax's pick, which the \"I don't know\" rule did not accept)"))
 
 
 st.subheader("The head")

@@ -5,7 +5,7 @@ import torch
 
 import vit
 from pages import common
-from vit import analysis, plots
+from vit import analysis, claims, plots
 
 common.require_frame()
 
@@ -20,13 +20,28 @@ def similarity_of(m: vit.VisionTransformer, grid: tuple[int, int]) -> torch.Tens
         return analysis.position_similarity(m.position_embeddings_for(grid).detach().cpu())
 
 
+def claim_sentence(c: claims.PositionClaim) -> str:
+    """What this model shows, with its figures, for the verdict of :func:`vit.claims.position_claim`."""
+    figures = (f"neighbour score {c.neighbour_score:.2f} against a chance level of {c.chance:.2f}, "
+               f"Spearman ρ(similarity, distance) = {c.spearman:+.2f}")
+    if c.verdict == "clear":
+        return (f"**This model has learned the grid too**: {figures}. For most positions the most similar other "
+                "position is a grid neighbour, and similarity falls with distance on the grid.")
+    if c.verdict == "weak":
+        return (f"**This model shows the grid only weakly**: {figures} (a clear grid scores at least 0.80 with ρ "
+                "at most −0.30).")
+    return (f"**This model does not show the grid**: {figures}. Its position embeddings carry no more sign of "
+            "the 2-D grid than random vectors would.")
+
+
 st.title("3. Position embeddings")
 common.explain(
     "Attention by itself has no idea *where* a patch came from: shuffle the patches and it computes the "
     "same thing. So the ViT adds a learned vector **E_pos** to every token, one per position in the "
     f"sequence ({N} patch positions + 1 for [class]). They are plain 1-D embeddings: nobody tells the "
-    "model that position 9 sits below position 1. Yet, trained on images, neighbouring positions end up "
-    "with similar embeddings: the model **learns the 2-D grid** by itself (the paper's Fig. 7, centre).",
+    f"model that position {g} sits below position 0. In the paper, trained on large image datasets, "
+    "neighbouring positions ended up with similar embeddings: the models learned the 2-D grid by themselves "
+    "(the paper's Fig. 7, centre).",
     r"\mathbf{E}_\text{pos} \in \mathbb{R}^{(N+1)\times D}, \qquad "
     r"\text{sim}(i,j) = \frac{\mathbf{E}_\text{pos}^{i}\cdot\mathbf{E}_\text{pos}^{j}}"
     r"{\lVert\mathbf{E}_\text{pos}^{i}\rVert\,\lVert\mathbf{E}_\text{pos}^{j}\rVert}")
@@ -36,22 +51,20 @@ if cfg.pos_embedding != "learned":
                "the structure below was put there by hand.")
 
 sim = similarity_of(model, (g, g))
-score = analysis.neighbour_score(sim, (g, g))
-rho = analysis.similarity_distance_spearman(sim, (g, g))
+with torch.inference_mode():
+    claim = claims.position_claim(model.position_embeddings_for((g, g)), (g, g))
+st.markdown(claim_sentence(claim))
 st.info(f"Live shapes: E_pos is ({N + 1}, {cfg.dim}); the similarity matrix between the {N} patch positions "
         f"is ({N}, {N}), drawn as {g}×{g} tiles of {g}×{g}.")
 m1, m2 = st.columns(2)
-m1.metric("Neighbour score", f"{score:.2f}",
-          help="Share of positions whose most similar other position is one of its 8 grid neighbours. "
-               "Random embeddings score about 8/N.")
-m2.metric("Spearman(similarity, distance)", f"{rho:+.2f}",
+m1.metric("Neighbour score", f"{claim.neighbour_score:.2f}", f"chance {claim.chance:.2f}", delta_color="off", delta_arrow="off",
+          help="Share of positions whose most similar other position is one of its (up to 8) grid neighbours. "
+               f"Embeddings without spatial structure score about {claim.chance:.2f} on this {g}×{g} grid "
+               "(the chance level).")
+m2.metric("Spearman(similarity, distance)", f"{claim.spearman:+.2f}",
           help="Negative: nearby positions are more similar. Near 0: no spatial structure.")
 
-untrained = None
-if choice.shared and not model.meta.get("untrained"):
-    untrained = common.shared_model(choice.key + common.UNTRAINED)
-elif not model.meta.get("untrained"):
-    untrained = vit.untrained_like(model)
+untrained = common.untrained_twin(choice)
 
 left, right = st.columns(2)
 with left:
@@ -62,8 +75,8 @@ with right:
         st.subheader("The same architecture, untrained")
         sim_u = similarity_of(untrained, (g, g))
         common.plot(plots.position_similarity_figure(sim_u.numpy(), (g, g)), key="pos_sim_untrained")
-        st.caption(f"Neighbour score {analysis.neighbour_score(sim_u, (g, g)):.2f}: random vectors in "
-                   f"{cfg.dim} dimensions are nearly orthogonal, so every tile is a single bright dot.")
+        st.caption(f"Neighbour score {analysis.neighbour_score(sim_u, (g, g)):.2f} (chance {claim.chance:.2f}): "
+                   f"random vectors in {cfg.dim} dimensions are nearly orthogonal, so every tile is a single bright dot.")
     else:
         st.subheader("Compare with a trained model")
         st.markdown("You are looking at an untrained model: each position is similar only to itself. "

@@ -16,10 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import vit
+from vit import claims
+from vit.symbols import SYMBOL_CLASSES
 
 ROOT = Path(__file__).resolve().parent.parent
 # The package that holds the pages and their shared state ("pages" today; found by content so a rename
@@ -33,6 +36,8 @@ RANDOM_FALLBACK = "tiny-shapes (random)"
 BUNDLED = vit.available_models()
 BASE_NAMES = BUNDLED or [RANDOM_FALLBACK]
 MODEL_OPTIONS = BASE_NAMES + [name + common.UNTRAINED for name in BASE_NAMES]
+SYMBOLS = common.SYMBOLS_MODEL
+NOT_KNOWN = ("Not recognised", "No digit or arrow", "Nothing it knows")  # the Prediction metric without an answer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -279,7 +284,9 @@ def test_every_page_with_each_model(option: str) -> None:
             metric = next((m for m in at.metric if m.label == "Prediction"), None)
             assert metric is not None, "the encoder page shows no prediction"
             names = _CLASSES[base_name(option)] or [f"class {i}" for i in range(cfg.num_classes)]
-            assert metric.value in names, metric.value
+            assert metric.value in names or metric.value in NOT_KNOWN, metric.value
+            if metric.value in NOT_KNOWN:
+                assert "it would say" in texts(at.caption), "an image that is not recognised still gets the forced guess"
             assert ("untrained" in texts(at.warning).lower()) == untrained
             lens = texts(at.caption)
             assert f"{cfg.depth}: " in lens, "the logit lens should list blocks 0 to L"
@@ -312,6 +319,144 @@ def test_local_checkpoint_without_a_head(tmp_path: Path) -> None:
         check_page(at, key, cfg, label=default_label(), model_label=path.name)
     assert not [m for m in at.metric if m.label == "Prediction"], "a model without a head cannot predict"
     assert "no classification head" in texts(at.info)
+
+
+# --- "I don't know", and claims that follow the model ---------------------------------------------------
+
+
+def constructed_model(favourite: str | None, rule: dict | None, dataset: str = "symbols") -> vit.VisionTransformer:
+    """A small model with the symbols' classes whose answer is fixed by its head's bias, whatever the image:
+    ``favourite`` gets a logit of 8 (about 98%), or no class stands out (each about 1/15)."""
+    cfg = vit.ViTConfig(image_size=32, patch_size=8, in_channels=3, dim=32, depth=2, heads=2, mlp_dim=64,
+                        num_classes=len(SYMBOL_CLASSES))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = vit.VisionTransformer(cfg)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        if favourite is not None:
+            model.head.bias[SYMBOL_CLASSES.index(favourite)] = 8.0
+    model.class_names = list(SYMBOL_CLASSES)
+    model.meta = {"name": "constructed", "dataset": dataset, "mean": [0.5] * 3, "std": [0.5] * 3, "resize": "pad"}
+    if rule is not None:
+        model.meta["known_rule"] = rule
+    return vit.weights.prepare_for_inference(model, "cpu")
+
+
+def app_with_model(model: vit.VisionTransformer, page: str) -> AppTest:
+    """The app with ``model`` as the session's own checkpoint, opened on ``page``."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["user_model"] = {"model": model, "key": "session:constructed", "label": "constructed"}
+    at.session_state["model_selected"] = common.LOCAL
+    at.run()
+    assert_no_exception(at, "start page with a constructed model")
+    visit(at, page)
+    assert_no_exception(at, f"{page} page with a constructed model")
+    return at
+
+
+RULE = {"score": "max_prob", "threshold": 0.5, "nothing_class": "nothing", "keep": 0.97}
+
+
+@pytest.mark.parametrize("case, favourite, rule, shown, words", [
+    ("known", "3", RULE, "3", ["Recognised", "reaches the threshold of 50.0%"]),
+    ("not recognised", None, RULE, "Not recognised", ["Not sure enough", "hand-drawn or printed digits",
+                                                      "A softmax always picks one of its classes",
+                                                      "is below the threshold of 50.0%"]),
+    ("nothing", "nothing", RULE, "No digit or arrow", ["The class *nothing* won", "sees no digit or arrow"]),
+    ("impossible threshold", "3", {**RULE, "threshold": 1.01}, "Not recognised", ["is below the threshold of 101.0%"]),
+    ("no rule", "3", None, "3", ["No \"I don't know\" rule was calibrated for this model"]),
+])
+def test_prediction_says_when_it_does_not_know(case, favourite, rule, shown, words) -> None:
+    at = app_with_model(constructed_model(favourite, rule), "encoder")
+    metrics = [m for m in at.metric if m.label == "Prediction"]
+    assert len(metrics) == 1 and metrics[0].value == shown, f"{case}: {[m.value for m in metrics]}"
+    said = "\n".join([texts(at.info), texts(at.caption), texts(at.markdown)])
+    for w in words:
+        assert w in said, f"{case}: the page does not say {w!r}:\n{said}"
+    forced = "it would say “3” (" if favourite == "3" else "it would say “"
+    assert (forced in texts(at.caption)) == (shown in NOT_KNOWN), f"{case}: the forced guess, in small print only without an answer"
+    if favourite == "nothing":
+        assert "“nothing”" not in texts(at.caption), "the forced guess is a real class, never 'nothing'"
+    assert at.get("plotly_chart"), "the top-k chart stays: it is the truth about the softmax"
+
+
+def grid_position_embeddings(g: int, dim: int) -> torch.Tensor:
+    """(1, g*g + 1, dim) embeddings that fall off smoothly with grid distance (a bump around each
+    position's place on the grid): a clear 2-D grid."""
+    rows, cols = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
+    places = torch.stack([rows.reshape(-1), cols.reshape(-1)], 1).float()
+    bumps = torch.exp(-torch.cdist(places, places) ** 2 / 2)  # (g*g, g*g)
+    pos = torch.zeros(g * g + 1, dim)
+    pos[1:, : g * g] = bumps
+    return pos[None]
+
+
+def test_positions_claim_follows_the_verdict() -> None:
+    """The positions page says what the loaded model shows: a clear grid, or plainly that it shows none."""
+    structured = constructed_model("3", RULE)
+    g = structured.config.grid_size
+    with torch.no_grad():
+        structured.pos_embed.copy_(grid_position_embeddings(g, structured.config.dim))
+    cases = [("structured", structured, "clear", "This model has learned the grid too"),
+             ("random", constructed_model("3", RULE), "none", "This model does not show the grid")]
+    for name, model, verdict, wording in cases:
+        with torch.no_grad():
+            claim = claims.position_claim(model.position_embeddings_for((g, g)), (g, g))
+        assert claim.verdict == verdict, f"{name}: the test's model should be {verdict}, not {claim}"
+        at = app_with_model(model, "positions")
+        said = texts(at.markdown)
+        assert wording in said, f"{name}: {said}"
+        assert f"chance level of {claim.chance:.2f}" in said and f"{claim.spearman:+.2f}" in said
+        assert "learns the 2-D grid" not in said
+
+
+def test_untrained_twin_does_not_show_the_papers_effects() -> None:
+    option = common.default_model_name() + common.UNTRAINED
+    at = new_app(model=option)
+    name = common.default_model_name()
+    twin = vit.untrained_like(vit.load_model(name, device="cpu")) if name in BUNDLED else common.shared_model(option)
+    g = twin.config.grid_size
+    with torch.no_grad():
+        claim = claims.position_claim(twin.position_embeddings_for((g, g)), (g, g))
+    assert claim.verdict == "none"
+    visit(at, "positions")
+    assert "This model does not show the grid" in texts(at.markdown)
+    help_text = next(m for m in at.metric if m.label == "Neighbour score").help
+    assert f"about {claims.neighbour_chance((g, g)):.2f}" in help_text and "8/N" not in help_text
+    visit(at, "embeddings")
+    assert "This model is untrained" in texts(at.markdown) and "pure noise" not in texts(at.markdown)
+    visit(at, "attention")
+    uniform = claims.uniform_attention_distance((g, g), twin.config.patch_size)
+    said = texts(at.markdown)
+    assert f"would give {uniform:.1f} px" in said and "already global in the first layer" not in said
+    assert "This model does not show local and global heads" in said
+
+
+# --- the symbol model and the camera -------------------------------------------------------------------
+
+
+@pytest.mark.skipif(SYMBOLS not in BUNDLED, reason=f"{SYMBOLS} is not bundled")
+def test_symbol_model_is_the_default_with_a_drawing_and_the_camera() -> None:
+    assert common.default_model_name() == SYMBOLS
+    assert common.default_sample().stem.startswith("symbols-")
+    groups = common.sample_groups(common.sample_files())
+    assert f"Drawings (what {SYMBOLS} knows)" in groups
+    at = new_app()
+    assert_no_exception(at, "start page")
+    assert at.selectbox(key="model_name").value == SYMBOLS
+    invitation = texts(at.info)
+    assert "draw a digit" in invitation.lower() and "**Camera**" in invitation, invitation
+    assert at.radio(key="fit").value == "pad", "the model's own fit keeps a 4:3 drawing whole"
+    # Until the user chooses, the fit follows the model; once chosen, it stays.
+    at.selectbox(key="model_name").set_value("vit-tiny-shapes" if "vit-tiny-shapes" in BUNDLED else SYMBOLS + common.UNTRAINED).run()
+    expected = vit.load_model(base_name(at.selectbox(key="model_name").value), device="cpu").meta.get("resize", "crop")
+    assert at.radio(key="fit").value == expected
+    at.radio(key="fit").set_value("squash").run()
+    at.selectbox(key="model_name").set_value(SYMBOLS).run()
+    assert at.radio(key="fit").value == "squash"
+    assert "Choose *Pad to a square*" in texts(at.info)
 
 
 # --- deep links ----------------------------------------------------------------------------------------
