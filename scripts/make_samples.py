@@ -1,5 +1,6 @@
 """Rebuild assets/samples: a few public-domain/CC0 photos from scikit-image's data, Fashion-MNIST
-test items and generated shapes. Needs `pip install scikit-image` and the Debian Fashion-MNIST."""
+test items, generated shapes and generated drawings. Needs `pip install scikit-image` and the Debian
+Fashion-MNIST; `python scripts/make_samples.py drawings` makes only the drawings (vit.symbols)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,45 @@ PHOTOS = {  # file name: (skimage.data function, credit)
     "camera": ("camera", "A photographer with a camera, by Lav Varshney, CC0"),
 }
 FASHION_ITEMS = [0, 1, 2, 13, 17]  # test-set indices: boot, pullover, trouser, bag/sneaker…
+DRAWINGS = {"3": 0, "arrow left": 2, "7": 3}  # symbol: seed of a clear hand-drawn one, as a camera sees it
+DRAWING_SIZE = 256
+README_HEAD = ["# Sample images", "", "| file | what | licence / credit |", "|---|---|---|"]
+
+
+def drawings() -> list[str]:
+    """Photo-like drawings of symbols, as vit-tiny-symbols sees them through a camera; one README row each."""
+    from vit.symbols import render_symbol
+
+    rows = []
+    for label, seed in DRAWINGS.items():
+        image, _ = render_symbol(np.random.default_rng(seed), label, S=DRAWING_SIZE)
+        name = f"symbols-{label.replace(' ', '-')}.png"
+        Image.fromarray(image).save(OUT / name)
+        rows.append(f"| {name} | generated drawing: {label} (seed {seed}, {DRAWING_SIZE} px) | "
+                    "made by this project (vit/symbols.py), CC0 |")
+    return rows
+
+
+def write_readme(rows: list[str]) -> None:
+    """Write the samples' README: these rows, after the rows of files they do not replace."""
+    readme = OUT / "README.md"
+    old = readme.read_text().splitlines()[len(README_HEAD):] if readme.is_file() else []
+    new_files = {r.split("|")[1].strip() for r in rows}
+    kept = [r for r in old if r.startswith("|") and r.split("|")[1].strip() not in new_files]
+    readme.write_text("\n".join(README_HEAD + kept + rows) + "\n")
 
 
 def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:] == ["drawings"]:
+        write_readme(drawings())
+        return
+
     import skimage.data
 
     from vit.data import load_dataset
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    lines = ["# Sample images", "", "| file | what | licence / credit |", "|---|---|---|"]
+    lines = list(README_HEAD)
     for name, (fn, credit) in PHOTOS.items():
         img = Image.fromarray(getattr(skimage.data, fn)())
         img.thumbnail((384, 384), Image.Resampling.LANCZOS)
@@ -53,6 +84,7 @@ def main() -> None:
         name = f"shapes-{label}.png"
         Image.fromarray(img).resize((128, 128), Image.Resampling.NEAREST).save(OUT / name)
         lines.append(f"| {name} | generated shape: {shapes.class_names[y]} | made by this project (vit/data.py), CC0 |")
+    lines += drawings()
     (OUT / "README.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
