@@ -109,9 +109,10 @@ def calibrate_known_rule(logits_in: torch.Tensor, logits_out: torch.Tensor, clas
 
     ``logits_in``: held-out in-domain images whose class is a real one (never the nothing class);
     ``logits_out``: out-of-domain calibration images (and, for a model with a nothing class, its
-    held-out nothing images). For each score, the threshold is the ``1 - keep`` quantile over the
-    in-domain images that the nothing class does not already reject; the score that wrongly accepts
-    the fewest out-of-domain images wins (ties: max_prob, the simpler one). Returns the rule for the
+    held-out nothing images). For each score, the threshold is set so that ``keep`` of all the
+    in-domain images are known (those the nothing class already rejects count as lost, so the
+    threshold is lower where it rejects many); the score that wrongly accepts the fewest
+    out-of-domain images wins (ties: max_prob, the simpler one). Returns the rule for the
     model's JSON, with the measurements behind the choice.
     """
     if not 0 < keep < 1:
@@ -120,8 +121,15 @@ def calibrate_known_rule(logits_in: torch.Tensor, logits_out: torch.Tensor, clas
     for score in SCORES:
         probe = {"score": score, "threshold": -float("inf"), "nothing_class": nothing_class}
         passed_in, s_in, _ = decide_known(logits_in, probe, class_names)
-        candidates = s_in[passed_in]
-        threshold = float(torch.quantile(candidates.double(), 1 - keep)) if len(candidates) else float("inf")
+        candidates = s_in[passed_in].double()
+        # the share of all in-domain images kept known is `keep`: the nothing class's misses count against it
+        q = 1 - keep * len(logits_in) / len(candidates) if len(candidates) else 1.0
+        if not len(candidates):
+            threshold = float("inf")
+        elif q <= 0:
+            threshold = float(candidates.min())
+        else:
+            threshold = float(torch.quantile(candidates, q))
         rule = {**probe, "threshold": threshold}
         k_in = decide_known(logits_in, rule, class_names)[0].float().mean().item()
         k_out = decide_known(logits_out, rule, class_names)[0].float().mean().item() if len(logits_out) else 0.0
