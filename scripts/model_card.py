@@ -47,13 +47,13 @@ DATA_NOTES = {
 }
 
 
-def plot_curve(name: str, history: list[dict]) -> str:
+def plot_curve(name: str, history: list[dict], held_out: str = "test") -> str:
     epochs = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     a.plot(epochs, [h["train_loss"] for h in history], marker="o")
     a.set(xlabel="epoch", ylabel="training loss (label-smoothed)", title="Loss")
     b.plot(epochs, [h["train_acc"] for h in history], marker="o", label="train (augmented)")
-    b.plot(epochs, [h["test_acc"] for h in history], marker="o", label="test")
+    b.plot(epochs, [h["test_acc"] for h in history], marker="o", label=held_out)
     if "neighbour_score" in history[0]:
         b.plot(epochs, [h["neighbour_score"] for h in history], marker=".", linestyle="--", label="position neighbour score")
     b.set(xlabel="epoch", ylim=(0, 1), title="Accuracy and position structure")
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         (MODELS_DIR / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
         cfg = meta["config"]
         size_mb = (MODELS_DIR / f"{name}.safetensors").stat().st_size / 1e6
-        curve = plot_curve(name, meta["history"])
+        curve = plot_curve(name, meta["history"], "validation" if meta.get("epoch_eval_split") == "val" else "test")
         lines += [f"## {name}", "", DATA_NOTES.get(meta["dataset"], meta["dataset"]), "",
                   "| | |", "|---|---|",
                   f"| config | {cfg['image_size']}×{cfg['image_size']}×{cfg['in_channels']}, P={cfg['patch_size']} "
