@@ -107,7 +107,7 @@ def test_workers_give_the_same_images():
 def test_load_dataset_caches_without_pickle(tmp_path, monkeypatch):
     monkeypatch.setenv("VIT_EXPLORER_CACHE", str(tmp_path))
     first = load_dataset("symbols", "test", n=1005, image_size=16)
-    files = list(tmp_path.glob("symbols-test-1005-*.npz"))
+    files = list(tmp_path.glob(f"symbols-v{symbols.GENERATOR_VERSION}-test-1005-*.npz"))
     assert len(files) == 1
     again = load_dataset("symbols", "test", n=1005, image_size=16)
     np.testing.assert_array_equal(first.images, again.images)

@@ -595,13 +595,13 @@ def _load_symbols(split: str, data=None, *, n: int | None = None, seed: int = 0,
     """The generated symbols (:mod:`vit.symbols`): ``train``, ``val``, ``test`` or ``shifted``.
 
     ``n`` defaults to :data:`SYMBOLS_SIZES`. Generated sets are cached as plain ``.npz`` arrays
-    (read back without pickle), keyed by split, size, seed and image size.
+    (read back without pickle), keyed by the generator's version, split, size, seed and image size.
     """
-    from .symbols import SPLITS, SYMBOL_CLASSES, make_symbols
+    from .symbols import GENERATOR_VERSION, SPLITS, SYMBOL_CLASSES, make_symbols
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     n = SYMBOLS_SIZES[split] if n is None else n
-    path = symbols_cache_dir() / f"symbols-{split}-{n}-seed{seed}-{image_size}px.npz"
+    path = symbols_cache_dir() / f"symbols-v{GENERATOR_VERSION}-{split}-{n}-seed{seed}-{image_size}px.npz"
     if cache and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:

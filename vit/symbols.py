@@ -31,6 +31,7 @@ __all__ = ["SYMBOL_CLASSES", "NOTHING", "SPLITS", "FONT_PACKAGES", "TRAIN_FONTS"
            "TRAIN_BACKGROUNDS", "SHIFTED_BACKGROUNDS", "TRAIN_PENS", "SHIFTED_PENS", "make_symbols",
            "render_symbol", "find_font", "make_clutter"]
 
+GENERATOR_VERSION = 1  # bump whenever a change alters the images for a seed, so cached sets are made again
 NOTHING = "nothing"
 SYMBOL_CLASSES = [str(d) for d in range(10)] + ["arrow up", "arrow down", "arrow left", "arrow right", NOTHING]
 SPLITS = ("train", "val", "test", "shifted")
