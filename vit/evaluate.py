@@ -36,8 +36,7 @@ from .loading import load_model, preprocess, untrained_like
 from .model import VisionTransformer
 from .predict import decide_known
 from .symbols import NOTHING
-from .train import evaluate as accuracy
-from .train import to_tensor
+from .train import _autocast, to_tensor
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "samples"
 PHOTO_SUFFIXES = (".jpg", ".jpeg")
@@ -101,6 +100,20 @@ def photo_images() -> list[Image.Image]:
     return out
 
 
+@torch.inference_mode()
+def batched_logits(model: VisionTransformer, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """(N, classes) logits on the CPU, computed in batches, as training's accuracy check computes them."""
+    out = []
+    for i in range(0, len(x), batch_size):
+        with _autocast(device):
+            out.append(model(x[i:i + batch_size].to(device)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, model.config.num_classes)
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(-1) == y).float().mean()) if len(y) else 0.0
+
+
 def known_rate(model: VisionTransformer, logits: torch.Tensor) -> float | None:
     rule = model.meta.get("known_rule")
     if not rule or not len(logits):
@@ -161,12 +174,14 @@ def evaluate_model(name_or_path: str, sample: int | None = None, data: str | Non
         x_known, y_known = x[half:], y[half:]
     else:
         x_known, y_known = x, y
+    known_is_test = x_known is x
     if sample:
         x, y = x[:sample], y[:sample]
         masks = masks[:sample] if masks is not None else None
         x_known, y_known = x_known[:sample], y_known[:sample]
     t0 = time.time()
-    result = {"model": str(name_or_path), "dataset": dataset, "test_images": len(x), "test_accuracy": accuracy(model, x, y, dev),
+    logits = batched_logits(model, x, dev)
+    result = {"model": str(name_or_path), "dataset": dataset, "test_images": len(x), "test_accuracy": accuracy(logits, y),
               "recorded_test_accuracy": meta.get("test_accuracy"), "device": str(dev), **position_structure(model)}
     if not full:
         result["seconds"] = round(time.time() - t0, 2)
@@ -175,7 +190,8 @@ def evaluate_model(name_or_path: str, sample: int | None = None, data: str | Non
     if dataset == "symbols":
         shifted = load_dataset("symbols", "shifted", n=sample or 3000)
         xs, ys = to_tensor(shifted, meta["mean"], meta["std"])
-        result.update({"shifted_images": len(xs), "shifted_accuracy": accuracy(model, xs, ys, dev)})
+        logits_shifted = batched_logits(model, xs, dev)
+        result.update({"shifted_images": len(xs), "shifted_accuracy": accuracy(logits_shifted, ys)})
     symbol = (y != names.index(NOTHING)) if NOTHING in names else torch.ones(len(y), dtype=torch.bool)
     n_att = min(int(symbol.sum()), 2000)
     idx = torch.nonzero(symbol).flatten()[:n_att]
@@ -184,14 +200,12 @@ def evaluate_model(name_or_path: str, sample: int | None = None, data: str | Non
     result.update({"filter_pca_k": fc.k, "filter_pca_share": fc.trained_share, "filter_pca_share_untrained": fc.untrained_share})
     if meta.get("known_rule"):
         known_symbol = (y_known != names.index(NOTHING)) if NOTHING in names else torch.ones(len(y_known), dtype=torch.bool)
-        with torch.inference_mode():
-            logits = torch.cat([model(x_known[i:i + 512].to(dev)).float().cpu() for i in range(0, len(x_known), 512)])
+        logits_known = logits if known_is_test else batched_logits(model, x_known, dev)
         result["known_rule"] = {k: v for k, v in meta["known_rule"].items() if k != "calibration"}
-        result["known_held_out"] = known_rate(model, logits[known_symbol])
+        result["known_held_out"] = known_rate(model, logits_known[known_symbol])
         result["known_held_out_images"] = int(known_symbol.sum())
         if dataset == "symbols":
-            result["known_shifted"] = known_rate(model, torch.cat([model(xs[i:i + 512].to(dev)).float().cpu()
-                                                                   for i in range(0, len(xs), 512)])[ys != names.index(NOTHING)])
+            result["known_shifted"] = known_rate(model, logits_shifted[ys != names.index(NOTHING)])
         result["out_of_domain"] = out_of_domain(model, dataset)
     result["seconds"] = round(time.time() - t0, 2)
     return result
