@@ -4,14 +4,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages import common
+from ui import compute, state, widgets
 from vit import analysis, claims, plots
 
-common.require_frame()
-
-choice = common.current_model()
+choice = state.current_model()
 model, cfg = choice.model, choice.model.config
-trace = common.current_trace()
+trace = compute.current_trace()
 att = trace["attentions"]  # (L, H, T, T)
 L, H, T, _ = att.shape
 gh, gw = (int(v) for v in trace["grid"])
@@ -19,7 +17,7 @@ N = T - 1
 ss = st.session_state
 
 st.title("4. Multi-head self-attention")
-common.explain(
+widgets.explain(
     f"In every block, each token asks every other token how relevant it is. Each of the {H} **heads** "
     f"projects the {T} tokens into queries q, keys k and values v of {cfg.head_dim} dimensions, scores every "
     "pair by q·k, turns each row of scores into probabilities with a softmax, and averages the values with "
@@ -53,11 +51,11 @@ st.info(f"Live shapes: {L} layers × {H} heads, each an attention matrix of ({T}
 def per_head() -> None:
     """Everything that depends on the chosen layer, head and query patch; reruns alone when they change."""
     # Clicks on figures choose a head or a query patch; apply them before the widgets are drawn.
-    common.apply_click("distance_plot", {"layer": (0, 1), "head": (1, 1)})
-    common.apply_click("query_grid", {"query": (0, 0)})
-    ss.setdefault("layer", common.query_int("layer", 1, 1, L))
-    ss.setdefault("head", common.query_int("head", 1, 1, H))
-    ss.setdefault("query", common.query_int("query", N // 2 + gw // 2, 1, N) - 1)
+    widgets.apply_click("distance_plot", {"layer": (0, 1), "head": (1, 1)})
+    widgets.apply_click("query_grid", {"query": (0, 0)})
+    ss.setdefault("layer", widgets.query_int("layer", 1, 1, L))
+    ss.setdefault("head", widgets.query_int("head", 1, 1, H))
+    ss.setdefault("query", widgets.query_int("query", N // 2 + gw // 2, 1, N) - 1)
     ss["layer"] = min(max(ss["layer"], 1), L)
     ss["head"] = min(max(ss["head"], 1), H)
     ss["query"] = min(max(ss["query"], 0), N - 1)
@@ -71,13 +69,13 @@ def per_head() -> None:
     left, right = st.columns(2)
     with left:
         cls_map = att[li, hi, 0, 1:].reshape(gh, gw)
-        common.plot(plots.patch_map_figure(cls_map, image, title=f"[class] → patches, layer {layer} head {head}",
+        widgets.plot(plots.patch_map_figure(cls_map, image, title=f"[class] → patches, layer {layer} head {head}",
                                            colorbar_title="attention", percent=True), key="cls_map")
         st.caption(f"Row 0 of the attention matrix, without its own column. Attention to itself: {att[li, hi, 0, 0]:.1%}.")
     with right:
         st.markdown(f"**All {H} heads of layer {layer}** (shared colour scale)")
         heads = att[li, :, 0, 1:].reshape(1, H, gh, gw)
-        common.plot(plots.maps_grid_figure(heads, None, [f"head {h + 1}" for h in range(H)], shared_scale=True), key="heads_grid")
+        widgets.plot(plots.maps_grid_figure(heads, None, [f"head {h + 1}" for h in range(H)], shared_scale=True), key="heads_grid")
 
     st.subheader("Where does one patch look?")
     st.markdown("Pick a query patch by clicking it on the grid, or by its number. Early layers often look at "
@@ -85,20 +83,20 @@ def per_head() -> None:
     q1, q2 = st.columns(2)
     with q1:
         query = st.number_input("Query patch", 0, N - 1, key="query")
-        common.plot(plots.patch_grid_figure(image, cfg.patch_size, show_indices=N <= 100, highlight=int(query)),
+        widgets.plot(plots.patch_grid_figure(image, cfg.patch_size, show_indices=N <= 100, highlight=int(query)),
                     key="query_grid", on_select="rerun", selection_mode="points")
     with q2:
         qmap = att[li, hi, int(query) + 1, 1:].reshape(gh, gw)
-        common.plot(plots.patch_map_figure(qmap, image, title=f"Patch {int(query)} → patches, layer {layer} head {head}",
+        widgets.plot(plots.patch_map_figure(qmap, image, title=f"Patch {int(query)} → patches, layer {layer} head {head}",
                                            colorbar_title="attention", percent=True), key="query_map")
 
     # Drawn only on request: the largest figure of the page, and rarely needed on every slider step.
     if st.toggle(f"Show the full {T}×{T} attention matrix of layer {layer}, head {head}", key="show_matrix"):
-        common.plot(plots.attention_matrix_figure(att[li, hi], title=f"Layer {layer}, head {head}: rows are queries, columns keys"),
+        widgets.plot(plots.attention_matrix_figure(att[li, hi], title=f"Layer {layer}, head {head}: rows are queries, columns keys"),
                     key="matrix")
 
     st.subheader("How far does each head look?")
-    common.explain(
+    widgets.explain(
         "The paper's Fig. 7 (right): for each head, the average distance in pixels between a query patch and the "
         "patches it attends to, weighted by attention. A CNN's early layers can only see locally; in the paper's "
         "large models, some heads already attended to most of the image in the first layer while others stayed "
@@ -106,11 +104,11 @@ def per_head() -> None:
         r"d_{l,h} = \frac{1}{N}\sum_{i=1}^{N}\sum_{j=1}^{N} \hat{A}^{l,h}_{ij}\,\lVert \mathbf{p}_i - \mathbf{p}_j \rVert, "
         r"\quad \hat{A}_{ij} = \frac{A_{ij}}{\sum_{k\ge 1} A_{ik}}")
     st.markdown(heads_sentence(head_claim))
-    common.plot(plots.attention_distance_figure(trace["distances"], selected=(li, hi), uniform=head_claim.uniform_distance),
+    widgets.plot(plots.attention_distance_figure(trace["distances"], selected=(li, hi), uniform=head_claim.uniform_distance),
                 key="distance_plot", on_select="rerun", selection_mode="points")
     st.caption(f"Distances for your image; the farthest two patches on this {gh}×{gw} grid are "
                f"{np.hypot(gh - 1, gw - 1) * cfg.patch_size:.0f} px apart.")
-    common.sync_query(layer=layer, head=head, query=int(query) + 1)
+    widgets.sync_query(layer=layer, head=head, query=int(query) + 1)
 
 
 per_head()
@@ -119,11 +117,11 @@ st.subheader("Every layer × every head")
 scale = st.toggle("Normalise each map to its own maximum", value=True, key="overview_norm",
                   help="Attention in later layers is often sharper; per-map scaling shows the pattern of each head.")
 overview = att[:, :, 0, 1:].reshape(L, H, gh, gw)
-common.plot(plots.maps_grid_figure(overview, [f"layer {i + 1}" for i in range(L)], [f"head {h + 1}" for h in range(H)],
+widgets.plot(plots.maps_grid_figure(overview, [f"layer {i + 1}" for i in range(L)], [f"head {h + 1}" for h in range(H)],
                                    title="[class] → patch attention", shared_scale=not scale), key="overview")
 
 st.subheader("Attention rollout")
-common.explain(
+widgets.explain(
     "One layer's map shows only one step. **Rollout** (Abnar & Zuidema 2020; the paper's Fig. 6) follows "
     "attention through all layers: fuse the heads, add the identity for the residual connection (a token "
     "also keeps itself), re-normalise each row, and multiply the layers together.",
@@ -136,10 +134,10 @@ rollout = analysis.attention_rollout([torch.from_numpy(a)[None] for a in att], f
 rmap = analysis.class_rollout_map(rollout, (gh, gw))[0].numpy()
 ra, rb = st.columns(2)
 with ra:
-    common.plot(plots.patch_map_figure(rmap, image, title=f"Rollout, {fusion} fusion, discard {discard:.0%}",
+    widgets.plot(plots.patch_map_figure(rmap, image, title=f"Rollout, {fusion} fusion, discard {discard:.0%}",
                                        colorbar_title="relative"), key="rollout")
 with rb:
-    common.plot(plots.patch_map_figure(att[-1].mean(0)[0, 1:].reshape(gh, gw), image,
+    widgets.plot(plots.patch_map_figure(att[-1].mean(0)[0, 1:].reshape(gh, gw), image,
                                        title="For comparison: last layer only, mean of heads", colorbar_title="attention", percent=True),
                 key="last_layer")
 

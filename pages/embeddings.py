@@ -4,14 +4,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages import common
+from ui import compute, state, widgets
 from vit import analysis, claims, plots
 
-common.require_frame()
-
-choice = common.current_model()
+choice = state.current_model()
 model, cfg = choice.model, choice.model.config
-trace = common.current_trace()
+trace = compute.current_trace()
 n, values = trace["patches"].shape
 tokens, D = trace["hidden_states"].shape[-2:]
 gh, gw = (int(v) for v in trace["grid"])
@@ -19,7 +17,7 @@ gh, gw = (int(v) for v in trace["grid"])
 
 def filter_sentence(weight: torch.Tensor) -> str:
     """What this model's filters show against its untrained twin's, from :func:`vit.claims.filter_claim`."""
-    twin = common.untrained_twin(choice)
+    twin = state.untrained_twin(choice)
     if twin is None:
         return ("This model is untrained: its filters are random numbers. Choose a trained model on the start "
                 "page to compare.")
@@ -34,7 +32,7 @@ def filter_sentence(weight: torch.Tensor) -> str:
 
 
 st.title("2. Linear projection and the [class] token")
-common.explain(
+widgets.explain(
     f"Each flattened patch (a vector of {values} values) is multiplied by one learned matrix **E** of shape "
     f"{values} × {D}. Every patch gets the *same* projection, so the model sees each patch in the same "
     f"\"vocabulary\" of {D} dimensions. In code this is a Conv2d whose kernel and stride are both P = {cfg.patch_size}: "
@@ -69,18 +67,18 @@ with left:
                 f"each drawn as a {cfg.patch_size}×{cfg.patch_size} patch. In the paper's large models they "
                 "looked like smooth, low-frequency basis functions (blobs, stripes, edges).")
     st.markdown(filter_sentence(weight))
-    common.plot(plots.filters_figure(components.numpy(), explained.numpy()), key="filters_pca")
+    widgets.plot(plots.filters_figure(components.numpy(), explained.numpy()), key="filters_pca")
 with right:
     st.subheader("How strongly each patch is embedded")
     norms = np.linalg.norm(trace["patch_embeddings"], axis=-1).reshape(gh, gw)
     st.markdown(r"The length $\lVert \mathbf{x}_p \mathbf{E} \rVert$ of each patch embedding, laid over the image. Patches with more "
                 "structure (edges, texture) often get longer vectors than flat background.")
-    common.plot(plots.patch_map_figure(norms, trace["input"], title="‖xₚE‖ per patch", colorbar_title="norm"), key="embed_norms")
+    widgets.plot(plots.patch_map_figure(norms, trace["input"], title="‖xₚE‖ per patch", colorbar_title="norm"), key="embed_norms")
 
 st.subheader("The token matrix z₀")
 st.markdown(f"Each row is one token, each column one of the {D} dimensions: row 0 is the [class] token, "
             f"rows 1–{n} are the patches in order. This is what enters the first encoder block.")
-common.plot(plots.token_matrix_figure(trace["hidden_states"][0], max_dims=256), key="token_matrix")
+widgets.plot(plots.token_matrix_figure(trace["hidden_states"][0], max_dims=256), key="token_matrix")
 if D > 256:
     st.caption(f"The first 256 of {D} dimensions are drawn; the download in the sidebar has them all.")
 with st.expander("[class] token or mean pooling?"):

@@ -3,20 +3,18 @@
 import streamlit as st
 import torch
 
-from pages import common
+from ui import compute, models, state, widgets
 from vit import plots
 from vit.predict import Prediction, prediction_from_logits
 
-common.require_frame()
-
-choice = common.current_model()
+choice = state.current_model()
 model, cfg = choice.model, choice.model.config
-trace = common.current_trace()
+trace = compute.current_trace()
 L = cfg.depth
 T, D = trace["hidden_states"].shape[-2:]
 
 st.title("5. Encoder blocks and the prediction")
-common.explain(
+widgets.explain(
     f"The tokens pass through {L} identical **encoder blocks**. Each block first normalises the tokens "
     "(LayerNorm, *before* each sub-layer: \"pre-LN\"), lets them exchange information by multi-head "
     "self-attention, and adds the result back onto its input (a **residual connection**). Then each token "
@@ -62,7 +60,7 @@ st.subheader("Token norms across the layers")
 st.markdown("The length of every token after every block. Residual connections only ever *add*, so tokens "
             "tend to grow with depth; the [class] token starts as one shared vector and fills up with "
             "information about the image.")
-common.plot(plots.token_norms_figure(trace["token_norms"]), key="token_norms")
+widgets.plot(plots.token_norms_figure(trace["token_norms"]), key="token_norms")
 
 
 def rule_words(pred: Prediction) -> str:
@@ -94,11 +92,11 @@ def verdict(pred: Prediction, names: list[str]) -> None:
         st.metric("Prediction", "No digit or arrow" if symbols else "Nothing it knows")
         st.info(f"**The class *{nothing}* won** ({pred.all_probs[names.index(nothing)]:.1%}): the model sees "
                 f"{'no digit or arrow' if symbols else 'none of the things it knows'}. It was trained on "
-                f"{common.trained_on(model)}, and on scenes with none of them (the class *{nothing}*). {softmax} "
+                f"{models.trained_on(model)}, and on scenes with none of them (the class *{nothing}*). {softmax} "
                 f"This model has a class for \"none of them\", and it won.")
     else:
         st.metric("Prediction", "Not recognised")
-        st.info(f"**Not sure enough to answer.** This model was trained on {common.trained_on(model)}. {softmax[:-1]}, "
+        st.info(f"**Not sure enough to answer.** This model was trained on {models.trained_on(model)}. {softmax[:-1]}, "
                 f"so the top class alone means little. Its \"I don't know\" rule accepts an answer only when the model "
                 f"is confident enough: here {rule_words(pred)}.")
     st.caption(f"Forced to choose one of its {'symbols' if symbols else 'classes'}, it would say "
@@ -107,7 +105,7 @@ def verdict(pred: Prediction, names: list[str]) -> None:
 
 def prediction() -> None:
     names = list(model.class_names or [f"class {i}" for i in range(cfg.num_classes)])
-    common.explain(
+    widgets.explain(
         "After the last block the [class] token is normalised once more and mapped to one score (logit) per "
         f"class by a linear layer ({D} → {cfg.num_classes}); a softmax turns the scores into probabilities. "
         "(For pre-training the paper used an MLP head with one hidden layer; for fine-tuning a single linear layer.)",
@@ -117,16 +115,16 @@ def prediction() -> None:
     pred = prediction_from_logits(torch.from_numpy(trace["logits"]), names, model.meta.get("known_rule"))
     verdict(pred, names)
     k = st.slider("How many classes", 1, min(10, cfg.num_classes), min(5, cfg.num_classes), key="topk")
-    common.plot(plots.top_k_figure(trace["probs"], names, k=k), key="topk_plot")
+    widgets.plot(plots.top_k_figure(trace["probs"], names, k=k), key="topk_plot")
     st.caption(f"The softmax over all {cfg.num_classes} classes: it sums to 100% whatever the image."
-               + (f" This model was trained on {common.trained_on(model)}." if pred.known else ""))
+               + (f" This model was trained on {models.trained_on(model)}." if pred.known else ""))
 
     st.subheader("Logit lens: what would the model say after each block?")
     st.markdown("Apply the final LayerNorm and the head to the [class] token after *every* block, not just the "
                 "last. Early blocks are usually unsure; watch where the final answer first appears.")
     lens = trace["lens_probs"]
     per_layer = [names[int(i)] for i in lens.argmax(-1)]
-    common.plot(plots.logit_lens_figure(lens, names), key="logit_lens")
+    widgets.plot(plots.logit_lens_figure(lens, names), key="logit_lens")
     st.caption("Top-1 after each block: " + " → ".join(f"{i}: {n}" for i, n in enumerate(per_layer))
                + ("" if pred.known else " (the softmax's pick, which the \"I don't know\" rule did not accept)"))
 

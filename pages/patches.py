@@ -2,20 +2,18 @@
 
 import streamlit as st
 
-from pages import common
+from ui import compute, state, widgets
 from vit import plots
 
-common.require_frame()
-
-choice, image = common.current_model(), common.current_image()
+choice, image = state.current_model(), state.current_image()
 model, cfg = choice.model, choice.model.config
-trace = common.current_trace()
+trace = compute.current_trace()
 n, values = trace["patches"].shape
 gh, gw = trace["grid"]
 P, C = cfg.patch_size, cfg.in_channels
 
 st.title("1. Image → patches")
-common.explain(
+widgets.explain(
     f"A Transformer reads a **sequence**. To turn an image into one, the ViT cuts it into square patches "
     f"of P×P pixels and flattens each patch into a vector of P²·C numbers. For this model P = {P} and "
     f"C = {C}, so your image becomes a {gh}×{gw} grid of **N = {n} patches**, each a vector of "
@@ -31,20 +29,20 @@ with left:
     st.image(image.image, caption=f"{image.label} · {image.image.width}×{image.image.height} px", width="stretch")
 with right:
     st.subheader("What the model sees")
-    fit = common.FITS[common.current_fit()].lower()
+    fit = state.FITS[state.current_fit()].lower()
     st.caption(f"{fit}, resized to {cfg.image_size}×{cfg.image_size}, "
                f"{'grayscale, ' if C == 1 else ''}normalised (shown here un-normalised)")
-    highlight = st.number_input("Highlight patch", 0, n - 1, value=common.query_int("patch", 0, 0, n - 1), key="patch")
-    common.plot(plots.patch_grid_figure(trace["input"], P, show_indices=n <= 400, highlight=int(highlight)), key="patch_grid")
+    highlight = st.number_input("Highlight patch", 0, n - 1, value=widgets.query_int("patch", 0, 0, n - 1), key="patch")
+    widgets.plot(plots.patch_grid_figure(trace["input"], P, show_indices=n <= 400, highlight=int(highlight)), key="patch_grid")
 
 st.subheader("The flattened sequence")
 st.markdown(f"Read left to right, top to bottom (row-major), the grid becomes a sequence of {n} patches. "
             "Each one is then flattened into a single row of numbers: the matrix the model actually receives.")
 c1, c2 = st.columns(2)
 with c1:
-    common.plot(plots.patch_sequence_figure(trace["patch_pixels"], P, C, max_patches=min(n, 64)), key="patch_sequence")
+    widgets.plot(plots.patch_sequence_figure(trace["patch_pixels"], P, C, max_patches=min(n, 64)), key="patch_sequence")
 with c2:
-    common.plot(plots.patch_vectors_figure(trace["patch_pixels"], max_patches=min(n, 64)), key="patch_vectors")
+    widgets.plot(plots.patch_vectors_figure(trace["patch_pixels"], max_patches=min(n, 64)), key="patch_vectors")
 
 st.subheader("Playground: patch size and resolution")
 st.markdown("Smaller patches or bigger images mean more tokens. Self-attention compares every token with "
@@ -69,6 +67,6 @@ st.caption(f"Values per patch: P²·C = {patch}·{patch}·3 = {patch * patch * 3
            f"Going from {cfg.image_size} px to {size} px with this model's P = {cfg.patch_size} would need "
            f"{(size // cfg.patch_size) ** 2} position embeddings instead of {cfg.num_patches}: "
            "the paper interpolates them in 2-D (see the position-embeddings page).")
-common.plot(plots.scaling_figure([s for s in (32, 64, 96, 128, 160, 224, 256, 320, 384, 448, 512) if s % patch == 0] or [size], patch),
+widgets.plot(plots.scaling_figure([s for s in (32, 64, 96, 128, 160, 224, 256, 320, 384, 448, 512) if s % patch == 0] or [size], patch),
             key="scaling")
-common.sync_query(patch=int(highlight))
+widgets.sync_query(patch=int(highlight))

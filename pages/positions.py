@@ -4,12 +4,10 @@ import streamlit as st
 import torch
 
 import vit
-from pages import common
+from ui import state, widgets
 from vit import analysis, claims, plots
 
-common.require_frame()
-
-choice = common.current_model()
+choice = state.current_model()
 model, cfg = choice.model, choice.model.config
 g = cfg.grid_size
 N = cfg.num_patches
@@ -35,7 +33,7 @@ def claim_sentence(c: claims.PositionClaim) -> str:
 
 
 st.title("3. Position embeddings")
-common.explain(
+widgets.explain(
     "Attention by itself has no idea *where* a patch came from: shuffle the patches and it computes the "
     "same thing. So the ViT adds a learned vector **E_pos** to every token, one per position in the "
     f"sequence ({N} patch positions + 1 for [class]). They are plain 1-D embeddings: nobody tells the "
@@ -64,17 +62,17 @@ m1.metric("Neighbour score", f"{claim.neighbour_score:.2f}", f"chance {claim.cha
 m2.metric("Spearman(similarity, distance)", f"{claim.spearman:+.2f}",
           help="Negative: nearby positions are more similar. Near 0: no spatial structure.")
 
-untrained = common.untrained_twin(choice)
+untrained = state.untrained_twin(choice)
 
 left, right = st.columns(2)
 with left:
     st.subheader(f"{choice.label}")
-    common.plot(plots.position_similarity_figure(sim.numpy(), (g, g)), key="pos_sim")
+    widgets.plot(plots.position_similarity_figure(sim.numpy(), (g, g)), key="pos_sim")
 with right:
     if untrained is not None:
         st.subheader("The same architecture, untrained")
         sim_u = similarity_of(untrained, (g, g))
-        common.plot(plots.position_similarity_figure(sim_u.numpy(), (g, g)), key="pos_sim_untrained")
+        widgets.plot(plots.position_similarity_figure(sim_u.numpy(), (g, g)), key="pos_sim_untrained")
         st.caption(f"Neighbour score {analysis.neighbour_score(sim_u, (g, g)):.2f} (chance {claim.chance:.2f}): "
                    f"random vectors in {cfg.dim} dimensions are nearly orthogonal, so every tile is a single bright dot.")
     else:
@@ -83,9 +81,9 @@ with right:
                     "Choose a trained model on the start page to see the grid emerge.")
 
 st.subheader("One position, large")
-pos = st.slider("Patch position", 0, N - 1, common.query_int("position", N // 2 + g // 2, 0, N - 1), key="position")
+pos = st.slider("Patch position", 0, N - 1, widgets.query_int("position", N // 2 + g // 2, 0, N - 1), key="position")
 r, c = divmod(pos, g)
-common.plot(plots.patch_map_figure(sim[pos].reshape(g, g).numpy(), None, title=f"Similarity of position {pos} (row {r}, column {c}) to all others",
+widgets.plot(plots.patch_map_figure(sim[pos].reshape(g, g).numpy(), None, title=f"Similarity of position {pos} (row {r}, column {c}) to all others",
                                    colorscale="RdBu_r", zmin=-1, zmax=1, colorbar_title="cosine"), key="pos_one")
 
 st.subheader("Higher resolution: 2-D interpolation")
@@ -102,11 +100,11 @@ st.info(f"Live shapes: ({N + 1}, {cfg.dim}) → ({new_g * new_g + 1}, {cfg.dim})
 pos_r, pos_c = round(r * (new_g - 1) / max(1, g - 1)), round(c * (new_g - 1) / max(1, g - 1))
 b, a = st.columns(2)
 with b:
-    common.plot(plots.patch_map_figure(sim[pos].reshape(g, g).numpy(), None, title=f"Before: {g}×{g}, position ({r}, {c})",
+    widgets.plot(plots.patch_map_figure(sim[pos].reshape(g, g).numpy(), None, title=f"Before: {g}×{g}, position ({r}, {c})",
                                        colorscale="RdBu_r", zmin=-1, zmax=1), key="interp_before")
 with a:
     idx = pos_r * new_g + pos_c
-    common.plot(plots.patch_map_figure(sim_new[idx].reshape(new_g, new_g).numpy(), None,
+    widgets.plot(plots.patch_map_figure(sim_new[idx].reshape(new_g, new_g).numpy(), None,
                                        title=f"After: {new_g}×{new_g}, position ({pos_r}, {pos_c})",
                                        colorscale="RdBu_r", zmin=-1, zmax=1), key="interp_after")
-common.sync_query(position=pos)
+widgets.sync_query(position=pos)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .i18n import N_
 from .device import choose_device
 from .model import VisionTransformer
 from .weights import MODEL_INIT_LOCK, CheckpointError, load_checkpoint, load_hf_directory, prepare_for_inference, refuse_pickle
@@ -86,6 +87,36 @@ def fit_image(image: Image.Image, size: int, fit: str = "crop") -> Image.Image:
     if fit == "squash":
         return image.resize((size, size), Image.Resampling.BICUBIC)
     raise ValueError(f"fit must be 'crop', 'pad' or 'squash', not {fit!r}")
+
+
+def fit_notes(size: tuple[int, int], target: int, fit: str) -> list[tuple[str, dict]]:
+    """What fitting a ``size`` (w, h) image into a ``target``×``target`` input does that a user should know:
+    (template, params) pairs, English templates marked for translation.
+
+    - an image smaller than the input is enlarged, and its pixels become blocks (or blur);
+    - a very elongated image loses most of itself to a centre crop, or becomes a thin strip when padded;
+    - squashing a very elongated image distorts it.
+    """
+    w, h = size
+    notes: list[tuple[str, dict]] = []
+    long, short = max(w, h, 1), max(1, min(w, h))
+    scale = target / (long if fit == "pad" else short)  # how much the image's pixels grow
+    if scale >= 2:
+        notes.append((N_("This image is only {w}×{h} px, smaller than the model's {s}×{s} input, so it was "
+                         "enlarged about {factor}× and each of its pixels became a blur several pixels wide."),
+                      {"w": w, "h": h, "s": target, "factor": round(scale)}))
+    ratio = long / short
+    if fit == "crop" and ratio >= 2:
+        notes.append((N_("Cropping the centre keeps only {keep}% of this {w}×{h} image; choose “Pad to a square” "
+                         "to see all of it."), {"keep": round(100 * short / long), "w": w, "h": h}))
+    elif fit == "pad" and ratio >= 2:
+        rows = max(0, round(target * short / long))
+        notes.append((N_("Padded to a square, this {w}×{h} image fills only {rows} of the model's {s} pixel "
+                         "rows or columns; the rest is padding."), {"w": w, "h": h, "rows": rows, "s": target}))
+    elif fit == "squash" and ratio >= 2:
+        notes.append((N_("Squashing this {w}×{h} image to a square stretches it {ratio}× in one direction."),
+                      {"w": w, "h": h, "ratio": f"{ratio:.1f}"}))
+    return notes
 
 
 def preprocess(image: Image.Image, model: VisionTransformer, fit: str | None = None, size: int | None = None) -> torch.Tensor:

@@ -1,0 +1,171 @@
+"""The start page: choose an image and a model, then follow the image through the model."""
+
+import streamlit as st
+
+import vit
+from ui import frame, state
+from ui.compute import current_trace
+from ui.i18n import _, ngettext
+from ui.models import LOCAL, model_options, option_label, trained_on
+from ui.state import FITS, class_label
+from ui.widgets import columns, percent
+
+
+def _keep(widget_key: str, state_key: str) -> None:
+    """Copy a widget's value to a plain key: Streamlit drops widget state on pages without the widget."""
+    st.session_state[state_key] = st.session_state[widget_key]
+
+
+def camera_invitation(model) -> None:
+    """For a model that reads drawings: ask the student to draw one and show it to the camera."""
+    if model.meta.get("dataset") != "symbols":
+        return
+    fit = (_("The whole photo is padded to a square, so the drawing is not cut off.") if state.current_fit() == "pad"
+           else _("Choose *Pad to a square* below, so the drawing is not cut off."))
+    st.info(_("**Show it a drawing.** This model was trained on {data}. Draw a digit (0–9) or an arrow (↑ ↓ ← →) "
+              "on paper with a thick pen, open the **Camera** tab below, hold the paper up to the camera and take "
+              "the photo, then follow it through the model below.").format(data=trained_on(model)) + " " + fit,
+            icon=":material/draw:")
+
+
+def take_file(file, source: str) -> None:
+    """Decode a new upload or camera shot once; a bad file shows an error and keeps the old image."""
+    if file is None:
+        return
+    marker = (source, file.file_id)
+    if st.session_state.get(f"taken_{source}") == marker:
+        if st.session_state.get(f"error_{source}"):
+            st.error(st.session_state[f"error_{source}"])
+        return
+    st.session_state[f"taken_{source}"] = marker
+    error = state.set_image_from_bytes(file.getvalue(), f"{source}: {file.name}")
+    st.session_state[f"error_{source}"] = error
+    if error:
+        st.error(error)
+
+
+def _pick_sample(key: str) -> None:
+    name = st.session_state.get(key)
+    path = next((p for p in state.sample_files() if p.name == name), None)
+    if path is not None:
+        state.set_sample(path)
+        st.query_params["sample"] = path.name
+
+
+def sample_gallery() -> None:
+    """Compact: per group a strip of thumbnails and one row of buttons (pills); the chosen one is marked."""
+    files = state.sample_files()
+    if not files:
+        st.info(_("No sample images are installed; upload one instead."))
+        return
+    chosen = st.session_state.get("sample_name")
+    for i, (group, members) in enumerate(state.sample_groups(files).items()):
+        key = f"samples_{i}"
+        names = [p.name for p in members]
+        st.session_state[key] = chosen if chosen in names else None
+        st.image([state.sample_thumbnail(str(p)) for p in members], width=56)
+        st.pills(_(group), names, key=key, on_change=_pick_sample, args=(key,),
+                 format_func=lambda n, m={p.name: p for p in members}: state.sample_label(m[n]))
+
+
+def model_card(choice: state.ModelChoice) -> None:
+    model, cfg = choice.model, choice.model.config
+    meta = model.meta
+    lines = [_("**{name}** · {count} parameters").format(name=choice.label, count=f"{model.num_parameters():,}"),
+             _("{size}×{size} px, {c} channel(s), patches of {p}×{p}, D = {d}, {layers} blocks × {heads} heads, "
+               "MLP {mlp}").format(size=cfg.image_size, c=cfg.in_channels, p=cfg.patch_size, d=cfg.dim,
+                                   layers=cfg.depth, heads=cfg.heads, mlp=cfg.mlp_dim)]
+    if meta.get("untrained"):
+        lines.append(_("Random weights: nothing has been learned yet."))
+    elif meta.get("test_accuracy") is not None:
+        lines.append(_("Trained on {data}: {acc} test accuracy").format(
+            data=meta.get("dataset"), acc=percent(meta["test_accuracy"])))
+    if model.class_names:
+        lines.append(_("Classes: {names}").format(names=", ".join(class_label(n) for n in model.class_names)))
+    st.markdown("  \n".join(lines))
+    st.caption(_("Runs on {device}").format(device=vit.describe_device(next(model.parameters()).device)))
+
+
+def pipeline(trace, model) -> None:
+    cfg = model.config
+    n, values = trace["patches"].shape
+    tokens, dim = trace["hidden_states"].shape[-2:]
+    steps = {
+        "patches": _("{size}×{size}×{c} image → {n} patches × {v} values").format(
+            size=cfg.image_size, c=cfg.in_channels, n=n, v=values),
+        "embeddings": _("linear projection E → {n} × {d}, plus the [class] token → {t} × {d}").format(n=n, d=dim, t=tokens),
+        "positions": _("add position embeddings: {t} × {d}").format(t=tokens, d=dim),
+        "attention": _("{layers} blocks × {heads} heads of self-attention, {t}×{t} each").format(
+            layers=cfg.depth, heads=cfg.heads, t=tokens),
+        "encoder": (ngettext("MLP, residuals, final LayerNorm → head on [class] → {n} class",
+                             "MLP, residuals, final LayerNorm → head on [class] → {n} classes", cfg.num_classes)
+                    .format(n=cfg.num_classes) if cfg.num_classes else _("MLP, residuals, final LayerNorm (no head)")),
+    }
+    by_key = frame.pages()
+    with st.container(horizontal=True, gap="small"):
+        for key, text in steps.items():
+            with st.container(border=True, width=190):
+                st.page_link(by_key[key], label=_(frame.STAGES[key][1]), icon=frame.STAGES[key][3],
+                             query_params=frame.keep_params())
+                st.caption(text)
+
+
+st.title("ViT Explorer")
+st.markdown(_(
+    "A Vision Transformer reads an image the way a language model reads a sentence: it cuts the image into "
+    "small square **patches**, turns each into a vector (a *token*), and lets every token look at every other "
+    "one through **self-attention**. Bring an image and follow it through every stage of *An Image is Worth "
+    "16×16 Words* (Dosovitskiy et al., 2020)."))
+st.markdown(_("**Where to begin:** pick a sample (or take a photo), check the model on the right, then open "
+              "**1. Patches** below and follow the links at the end of each page."))
+
+left, right = columns([3, 2], gap="large")
+with left:
+    st.subheader(_("1. Choose an image"))
+    camera_invitation(state.current_model().model)
+    tab_samples, tab_upload, tab_camera = st.tabs([_("Samples"), _("Upload"), _("Camera")])
+    with tab_samples:
+        sample_gallery()
+    with tab_upload:
+        upload = st.file_uploader(_("PNG, JPEG, WebP, GIF, BMP, TIFF or HEIC"), key="upload",
+                                  type=["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif"])
+        take_file(upload, "upload")
+    with tab_camera:
+        shot = st.camera_input(_("Take a photo"), key="camera")
+        take_file(shot, "camera")
+    # Until the user chooses, the fit follows the model (what it was trained with).
+    st.session_state["fit"] = state.current_fit()
+    st.radio(_("Images that are not square:"), list(FITS), format_func=lambda k: _(FITS[k]),
+             key="fit", horizontal=True, on_change=_keep, args=("fit", "fit_selected"),
+             help=_("Until you choose, this follows the model: the way its training images were made square."))
+
+with right:
+    st.subheader(_("2. Choose a model"))
+    options = model_options()
+    st.session_state.setdefault("model_name", state.current_model_name())
+    st.selectbox(_("Model"), options, key="model_name", on_change=_keep, args=("model_name", "model_selected"),
+                 format_func=option_label,
+                 help=_("The bundled models were trained by this project. An untrained twin has the same "
+                        "architecture with random weights: compare them to see what learning adds."))
+    if st.session_state["model_name"] == LOCAL:
+        path = st.text_input(_("Checkpoint on this server (a folder, or a .safetensors file with its .json)"),
+                             key="local_path", placeholder="/path/to/vit-b16")
+        if st.button(_("Load"), key="load_local"):
+            error = state.load_user_model(path)
+            if error:
+                st.error(error)
+        if "user_model" not in st.session_state:
+            st.info(_("Until a checkpoint is loaded, the default bundled model is used."))
+    choice = state.current_model()
+    model_card(choice)
+
+image = state.current_image()
+with left:
+    st.markdown(_("**Your image:** {label} · {w}×{h} px").format(
+        label=state.image_label(image), w=image.image.width, h=image.image.height))
+    st.image(image.image, width=220)
+    for note in state.image_notes(image) + state.fit_notes(image, choice.model):
+        st.info(note)
+trace = current_trace()
+st.subheader(_("3. Follow the image through the model"))
+pipeline(trace, choice.model)

@@ -1,0 +1,120 @@
+"""Small pieces every page uses: the teaching paragraph, figures, columns, links that open a view."""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from ui.i18n import _
+from ui.state import current_model
+
+PRESENT_FONT = 20  # projector mode: base font of figures (px)
+PRESENT_TICKS = 18  # projector mode: tick labels, at least 16 px as a projector needs
+PRESENT_TITLE = 24
+
+
+def presenting() -> bool:
+    """Projector mode: larger type, one figure per row, the sidebar collapsed. Set by the frame."""
+    return bool(st.session_state.get("present"))
+
+
+def explain(text: str, equation: str | None = None) -> None:
+    """The teaching paragraph and the paper's equation at the top of a page."""
+    st.markdown(text)
+    if equation:
+        st.latex(equation)
+
+
+def columns(spec, **kwargs) -> list:
+    """``st.columns``, except in projector mode, where every column becomes a full-width row."""
+    n = spec if isinstance(spec, int) else len(spec)
+    if presenting():
+        return [st.container() for _ in range(n)]
+    return st.columns(spec, **kwargs)
+
+
+def figure_name(stage: str, **parts) -> str:
+    """A download name that says what the figure is: 'vit-tiny-symbols_attention_layer-2_head-3'."""
+    words = [current_model().label, stage] + [f"{k}-{v}" for k, v in parts.items() if v is not None]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(str(w) for w in words)).strip("-")
+
+
+def _for_projector(fig) -> None:
+    fig.update_layout(font=dict(size=PRESENT_FONT), title_font_size=PRESENT_TITLE)
+    fig.update_xaxes(tickfont_size=PRESENT_TICKS, title_font_size=PRESENT_FONT)
+    fig.update_yaxes(tickfont_size=PRESENT_TICKS, title_font_size=PRESENT_FONT)
+    fig.update_traces(selector=dict(type="heatmap"), colorbar=dict(tickfont_size=PRESENT_TICKS))
+    fig.update_layout(height=int((fig.layout.height or 450) * 1.15))
+
+
+def plot(fig, key: str, name: str | None = None, **kwargs):
+    """Show a Plotly figure; its toolbar's camera saves a PNG called ``name`` (see :func:`figure_name`).
+
+    Returns the selection event, if any. The toolbar shows on hover only, so it never covers a title.
+    """
+    if presenting():
+        _for_projector(fig)
+    config = {"toImageButtonOptions": {"format": "png", "filename": name or figure_name(key), "scale": 2},
+              "displaylogo": False, "displayModeBar": "hover",
+              "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines"]}
+    return st.plotly_chart(fig, key=key, config=config, **kwargs)
+
+
+def shapes_line(trace, model) -> str:
+    """A sentence of live tensor shapes, e.g. '64 patches × 48 values → 65 tokens × 64 dimensions'."""
+    n, v = trace["patches"].shape
+    t, d = trace["hidden_states"].shape[-2:]
+    return _("{n} patches × {v} values → {t} tokens × {d} dimensions").format(n=n, v=v, t=t, d=d)
+
+
+def query_int(name: str, default: int, low: int, high: int) -> int:
+    """An integer from the URL (?layer=2), clamped to [low, high], for links that open a view."""
+    try:
+        value = int(st.query_params.get(name, default))
+    except (TypeError, ValueError):
+        value = default
+    return min(max(value, low), high)
+
+
+def sync_query(**values) -> None:
+    """Write the current view into the URL so it can be shared."""
+    for k, v in values.items():
+        if st.query_params.get(k) != str(v):
+            st.query_params[k] = str(v)
+
+
+def apply_click(chart_key: str, targets: dict[str, tuple[int, int]]) -> None:
+    """Turn a click on a figure (its point's customdata) into widget values, once per new click.
+
+    ``targets`` maps a widget key to (position in customdata, offset added), e.g. a 0-based layer
+    index in customdata[0] becomes the 1-based slider value with ``{"layer": (0, 1)}``.
+    """
+    event = st.session_state.get(chart_key)
+    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+        getattr(getattr(event, "selection", None), "points", []) or []
+    if not points:
+        return
+    marker = repr(points)
+    if st.session_state.get(f"_clicked_{chart_key}") == marker:
+        return
+    st.session_state[f"_clicked_{chart_key}"] = marker
+    data = points[0].get("customdata")
+    if data is None:
+        return
+    if isinstance(data, dict):  # a 2-D customdata row can arrive as {"0": layer, "1": head}
+        data = [data[k] for k in sorted(data, key=int)]
+    data = data if isinstance(data, (list, tuple)) else [data]
+    for widget, (pos, offset) in targets.items():
+        if pos < len(data):
+            st.session_state[widget] = int(data[pos]) + offset
+
+
+def percent(p: float, digits: int = 1) -> str:
+    """A share as a percentage that never rounds to 100% (or 0%) unless it is exactly that: 0.9998 → '99.98%'."""
+    p = float(p)
+    text = f"{p:.{digits}%}"
+    while digits < 6 and ((p < 1 and text == f"{1:.{digits}%}") or (p > 0 and text == f"{0:.{digits}%}")):
+        digits += 1
+        text = f"{p:.{digits}%}"
+    return text
