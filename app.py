@@ -1,4 +1,4 @@
-"""ViT Explorer: run with ``streamlit run app.py``. The pages are in ``pages/``, the frame in ``ui/``."""
+"""ViT Explorer: run with ``streamlit run app.py``. The pages are in ``app_pages/``, the frame in ``ui/``."""
 
 from ui import frame
 

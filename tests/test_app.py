@@ -8,7 +8,6 @@ computed here from each model's configuration, not read back from the app.
 
 from __future__ import annotations
 
-import importlib
 import io
 import struct
 import zlib
@@ -24,19 +23,17 @@ import vit
 from vit import claims
 from vit.symbols import SYMBOL_CLASSES
 
-ROOT = Path(__file__).resolve().parent.parent
-# The package that holds the pages and their shared state ("pages" today; found by content so a rename
-# of the folder does not silently skip every test).
-_COMMON = next(p for p in sorted(ROOT.glob("*/common.py")) if "PAGES" in p.read_text())
-common = importlib.import_module(f"{_COMMON.parent.name}.common")
+from ui import frame, models, state
 
-PAGE_KEYS = ["patches", "embeddings", "positions", "attention", "encoder"]
-PAGE_PATHS = {key: common.PAGES[key][0] for key in PAGE_KEYS}
-RANDOM_FALLBACK = "tiny-shapes (random)"
+ROOT = Path(__file__).resolve().parent.parent
+PAGE_KEYS = list(frame.STAGES)
+PAGE_PATHS = {key: f"{frame.PAGES_DIR.name}/{frame.STAGES[key][0]}" for key in PAGE_KEYS}
+assert PAGE_KEYS == ["patches", "embeddings", "positions", "attention", "encoder"]
+RANDOM_FALLBACK = models.RANDOM_FALLBACK
 BUNDLED = vit.available_models()
 BASE_NAMES = BUNDLED or [RANDOM_FALLBACK]
-MODEL_OPTIONS = BASE_NAMES + [name + common.UNTRAINED for name in BASE_NAMES]
-SYMBOLS = common.SYMBOLS_MODEL
+MODEL_OPTIONS = BASE_NAMES + [name + models.UNTRAINED for name in BASE_NAMES]
+SYMBOLS = models.SYMBOLS_MODEL
 NOT_KNOWN = ("Not recognised", "No digit or arrow", "Nothing it knows")  # the Prediction metric without an answer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -53,14 +50,7 @@ def new_app(**query: str) -> AppTest:
 
 
 def visit(at: AppTest, key: str) -> AppTest:
-    if key != "start":
-        return at.switch_page(PAGE_PATHS[key]).run()
-    # The start page is a function page (st.Page(start_page)); AppTest.switch_page only takes files, so
-    # ask for the page st.navigation registered without a script path, as the browser does for "/".
-    start = [h for h, info in at._registered_pages.items() if not info.get("script_path")]
-    assert len(start) == 1, f"cannot find the start page among {at._registered_pages}"
-    at._page_hash = start[0]
-    return at.run()
+    return at.switch_page(f"{frame.PAGES_DIR.name}/{frame.START[0]}" if key == "start" else PAGE_PATHS[key]).run()
 
 
 def assert_no_exception(at: AppTest, where: str) -> None:
@@ -72,7 +62,7 @@ def assert_no_exception(at: AppTest, where: str) -> None:
 def sidebar_caption(at: AppTest) -> str:
     """The caption under the sidebar's image: the label of the session's image."""
     captions = [c for image in at.sidebar.image for c in image.captions]
-    assert captions, "the sidebar shows no image (common.sidebar() did not run on this page)"
+    assert captions, "the sidebar shows no image (frame.sidebar() did not run on this page)"
     return captions[0]
 
 
@@ -81,12 +71,12 @@ def sidebar_text(at: AppTest) -> str:
 
 
 def default_label() -> str:
-    path = common.default_sample()
+    path = state.default_sample()
     return f"sample: {path.stem}" if path is not None else "random noise (no samples found)"
 
 
 def base_name(option: str) -> str:
-    return option[: -len(common.UNTRAINED)] if option.endswith(common.UNTRAINED) else option
+    return option[: -len(models.UNTRAINED)] if option.endswith(models.UNTRAINED) else option
 
 
 _CONFIGS: dict[str, vit.ViTConfig] = {}
@@ -197,7 +187,7 @@ def default_app() -> AppTest:
 @pytest.mark.parametrize("key", ["start"] + PAGE_KEYS)
 def test_every_page_with_the_default_sample(default_app: AppTest, key: str) -> None:
     at = visit(default_app, key)
-    name = common.default_model_name()
+    name = models.default_model_name()
     check_page(at, key, config_of(name), label=default_label(), model_label=name)
 
 
@@ -205,8 +195,8 @@ def test_start_page_offers_every_model() -> None:
     at = new_app()
     options = at.selectbox(key="model_name").options
     assert options[: len(MODEL_OPTIONS)] == MODEL_OPTIONS
-    assert set(options) - set(MODEL_OPTIONS) <= {common.LOCAL}
-    assert at.selectbox(key="model_name").value == common.default_model_name()
+    assert set(options) - set(MODEL_OPTIONS) <= {models.LOCAL}
+    assert at.selectbox(key="model_name").value == models.default_model_name()
     if BUNDLED:
         assert RANDOM_FALLBACK not in options, "the random fallback is only for a checkout without bundled models"
 
@@ -219,7 +209,7 @@ def test_upload_is_used_on_every_page() -> None:
     upload(at, "student.png", png_bytes(96, 72))
     assert_no_exception(at, "upload")
     assert not at.error, texts(at.error)
-    name = common.default_model_name()
+    name = models.default_model_name()
     for key in PAGE_KEYS + ["start"]:
         visit(at, key)
         check_page(at, key, config_of(name), label="upload: student.png", model_label=name)
@@ -266,7 +256,7 @@ def test_bad_upload_shows_an_error_and_keeps_the_image(case: str) -> None:
 @pytest.mark.parametrize("option", MODEL_OPTIONS)
 def test_every_page_with_each_model(option: str) -> None:
     cfg = config_of(option)
-    untrained = option.endswith(common.UNTRAINED) or base_name(option) == RANDOM_FALLBACK
+    untrained = option.endswith(models.UNTRAINED) or base_name(option) == RANDOM_FALLBACK
     at = new_app()
     at.selectbox(key="model_name").set_value(option).run()
     check_page(at, "start", cfg, label=default_label(), model_label=option)
@@ -294,7 +284,7 @@ def test_every_page_with_each_model(option: str) -> None:
     assert at.selectbox(key="model_name").value == option, "the model choice was lost on the way back"
 
 
-@pytest.mark.skipif(not common.ALLOW_LOCAL_MODELS, reason="local checkpoints are switched off")
+@pytest.mark.skipif(not models.ALLOW_LOCAL_MODELS, reason="local checkpoints are switched off")
 def test_local_checkpoint_without_a_head(tmp_path: Path) -> None:
     cfg = vit.ViTConfig(image_size=24, patch_size=8, in_channels=3, dim=32, depth=2, heads=2, mlp_dim=64, num_classes=0)
     model = vit.VisionTransformer(cfg)
@@ -303,7 +293,7 @@ def test_local_checkpoint_without_a_head(tmp_path: Path) -> None:
     assert path.is_file()
 
     at = new_app()
-    at.selectbox(key="model_name").set_value(common.LOCAL).run()
+    at.selectbox(key="model_name").set_value(models.LOCAL).run()
     at.text_input(key="local_path").set_value(str(tmp_path / "nowhere")).run()
     at.button(key="load_local").click().run()
     assert_no_exception(at, "a wrong checkpoint path")
@@ -348,7 +338,7 @@ def app_with_model(model: vit.VisionTransformer, page: str) -> AppTest:
     """The app with ``model`` as the session's own checkpoint, opened on ``page``."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.session_state["user_model"] = {"model": model, "key": "session:constructed", "label": "constructed"}
-    at.session_state["model_selected"] = common.LOCAL
+    at.session_state["model_selected"] = models.LOCAL
     at.run()
     assert_no_exception(at, "start page with a constructed model")
     visit(at, page)
@@ -413,10 +403,10 @@ def test_positions_claim_follows_the_verdict() -> None:
 
 
 def test_untrained_twin_does_not_show_the_papers_effects() -> None:
-    option = common.default_model_name() + common.UNTRAINED
+    option = models.default_model_name() + models.UNTRAINED
     at = new_app(model=option)
-    name = common.default_model_name()
-    twin = vit.untrained_like(vit.load_model(name, device="cpu")) if name in BUNDLED else common.shared_model(option)
+    name = models.default_model_name()
+    twin = vit.untrained_like(vit.load_model(name, device="cpu")) if name in BUNDLED else models.shared_model(option)
     g = twin.config.grid_size
     with torch.no_grad():
         claim = claims.position_claim(twin.position_embeddings_for((g, g)), (g, g))
@@ -439,9 +429,9 @@ def test_untrained_twin_does_not_show_the_papers_effects() -> None:
 
 @pytest.mark.skipif(SYMBOLS not in BUNDLED, reason=f"{SYMBOLS} is not bundled")
 def test_symbol_model_is_the_default_with_a_drawing_and_the_camera() -> None:
-    assert common.default_model_name() == SYMBOLS
-    assert common.default_sample().stem.startswith("symbols-")
-    groups = common.sample_groups(common.sample_files())
+    assert models.default_model_name() == SYMBOLS
+    assert state.default_sample().stem.startswith("symbols-")
+    groups = state.sample_groups(state.sample_files())
     assert f"Drawings (what {SYMBOLS} knows)" in groups
     at = new_app()
     assert_no_exception(at, "start page")
@@ -450,7 +440,7 @@ def test_symbol_model_is_the_default_with_a_drawing_and_the_camera() -> None:
     assert "draw a digit" in invitation.lower() and "**Camera**" in invitation, invitation
     assert at.radio(key="fit").value == "pad", "the model's own fit keeps a 4:3 drawing whole"
     # Until the user chooses, the fit follows the model; once chosen, it stays.
-    at.selectbox(key="model_name").set_value("vit-tiny-shapes" if "vit-tiny-shapes" in BUNDLED else SYMBOLS + common.UNTRAINED).run()
+    at.selectbox(key="model_name").set_value("vit-tiny-shapes" if "vit-tiny-shapes" in BUNDLED else SYMBOLS + models.UNTRAINED).run()
     expected = vit.load_model(base_name(at.selectbox(key="model_name").value), device="cpu").meta.get("resize", "crop")
     assert at.radio(key="fit").value == expected
     at.radio(key="fit").set_value("squash").run()
@@ -464,7 +454,7 @@ def test_symbol_model_is_the_default_with_a_drawing_and_the_camera() -> None:
 
 @pytest.mark.parametrize("layer, head", [("2", "3"), ("99", "0"), ("two", "")])
 def test_deep_link_opens_the_attention_view(layer: str, head: str) -> None:
-    cfg = config_of(common.default_model_name())
+    cfg = config_of(models.default_model_name())
 
     def expect(text: str) -> int:
         try:
@@ -492,10 +482,10 @@ def test_attention_matrix_is_drawn_on_request() -> None:
 
 
 def test_deep_link_to_a_sample_and_a_model() -> None:
-    samples = common.sample_files()
+    samples = state.sample_files()
     if len(samples) < 2:
         pytest.skip("needs two sample images")
-    sample = next(p for p in samples if p != common.default_sample())
+    sample = next(p for p in samples if p != state.default_sample())
     model = MODEL_OPTIONS[-1]
     at = new_app(sample=sample.name, model=model)
     assert_no_exception(at, "?sample=&model=")

@@ -163,10 +163,14 @@ def test_load_image_from_many_threads():
 
 @pytest.fixture(scope="module")
 def common():
+    """The app's trace, its cache and its limits, from the UI layer (ui.compute, ui.models, ui.state)."""
     pytest.importorskip("streamlit")
-    from pages import common
+    from types import SimpleNamespace
 
-    return common
+    from ui import compute, models, state
+
+    return SimpleNamespace(compute_trace=compute.compute_trace, shared_trace=compute._shared_trace,
+                           image_hash=state.image_hash, MAX_CONCURRENT=models.MAX_CONCURRENT)
 
 
 def _assert_same_trace(got: dict, want: dict, where: str) -> None:
@@ -183,7 +187,7 @@ def _assert_same_trace(got: dict, want: dict, where: str) -> None:
 def test_compute_trace_from_many_threads(common, model, monkeypatch):
     images = _images(TASKS, seed=4)
     before = _snapshot(model)
-    sequential = [common._compute_trace(model, im, "crop") for im in images]
+    sequential = [common.compute_trace(model, im, "crop") for im in images]
     _assert_results_tell_images_apart(sequential)
 
     # Count model calls in flight: the app allows at most MAX_CONCURRENT at once.
@@ -201,7 +205,7 @@ def test_compute_trace_from_many_threads(common, model, monkeypatch):
                 inside[0] -= 1
 
     monkeypatch.setattr(model, "trace", counting_trace)
-    got = _run_together(lambda i: (i, common._compute_trace(model, images[i], "crop")), [(i,) for i in range(TASKS)][::-1])
+    got = _run_together(lambda i: (i, common.compute_trace(model, images[i], "crop")), [(i,) for i in range(TASKS)][::-1])
     monkeypatch.undo()
     for i, result in got:
         _assert_same_trace(result, sequential[i], f"image {i}")
@@ -214,20 +218,20 @@ def test_shared_trace_cache_from_many_threads(common, model):
     images = _images(TASKS // 2, seed=5)
     hashes = [common.image_hash(im) for im in images]
     assert len(set(hashes)) == len(hashes)
-    sequential = [common._compute_trace(model, im, "crop") for im in images]
+    sequential = [common.compute_trace(model, im, "crop") for im in images]
     key = f"test-concurrency-{id(model)}"
 
     def task(i):
-        return i, common._shared_trace(key, hashes[i], "crop", model, images[i])
+        return i, common.shared_trace(key, hashes[i], "crop", model, images[i])
 
     jobs = [(i,) for i in range(len(images))] * 2  # each image twice: computed once, then a cache hit
     np.random.default_rng(6).shuffle(jobs)
     for i, result in _run_together(task, jobs):
         _assert_same_trace(result, sequential[i], f"image {i}")
     # A cached result is a copy: changing it cannot reach the next caller.
-    first = common._shared_trace(key, hashes[0], "crop", model, images[0])
+    first = common.shared_trace(key, hashes[0], "crop", model, images[0])
     first["logits"][...] = 123.0
-    again = common._shared_trace(key, hashes[0], "crop", model, images[0])
+    again = common.shared_trace(key, hashes[0], "crop", model, images[0])
     _assert_same_trace(again, sequential[0], "after a caller modified its copy")
 
 

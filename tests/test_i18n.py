@@ -15,7 +15,7 @@ from vit import i18n
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)}
-SOURCES = ["app.py", "pages", "ui", "vit"]
+SOURCES = ["app.py", "app_pages", "ui", "vit"]
 
 
 def code_messages() -> dict[str, str]:

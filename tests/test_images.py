@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import re
 import struct
 import time
 import warnings
@@ -534,7 +535,120 @@ def test_fuzz_only_images_or_image_errors(data):
     try:
         im = load_image(data, max_pixels=FUZZ_MAX_PIXELS)
     except ImageError as e:
-        assert str(e)
+        assert str(e) and e.code and e.template.format(**e.params) == str(e)
         return
     assert isinstance(im, Image.Image) and im.mode == "RGB"
     assert 0 < im.size[0] * im.size[1] <= FUZZ_MAX_PIXELS
+
+
+# --------------------------------------------------------------------------------------------------
+# Translatable errors and notes: code, template, params; Korean with the same numbers
+
+
+def hangul(text: str) -> bool:
+    return any("\uac00" <= ch <= "\ud7a3" for ch in text)
+
+
+def korean(e: ImageError) -> str:
+    from vit.i18n import gettext, use_language
+
+    with use_language("ko"):
+        return gettext(e.template).format(**e.params)
+
+
+def _damaged_png() -> bytes:
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    data = encode(noise, "PNG")
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("load, code, numbers", [
+    (lambda: load_image(b""), "empty_file", ["0"]),
+    (lambda: load_image(_damaged_png()), "damaged", []),
+    (lambda: load_image(encode(gradient((16, 16)), "PNG"), max_pixels=100), "too_many_pixels", ["16×16", "256", "100"]),
+    (lambda: load_image(png_header_only(100_000, 100_000)), "too_many_pixels", ["10,000", "40"]),
+    (lambda: load_image(b"%PDF-1.7 not an image"), "not_an_image", []),
+    (lambda: load_image(b"x" * (3 * 1024 * 1024), max_bytes=1024 * 1024), "file_too_large", ["3", "1"]),
+    (lambda: load_image(png_header_only(70_000, 1)), "side_too_long", ["70000×1", "65,535"]),
+], ids=["empty", "damaged", "too-many-pixels", "bomb-header", "pdf", "too-big", "long-side"])
+def test_errors_carry_code_template_and_params(load, code, numbers):
+    with pytest.raises(ImageError) as e:
+        load()
+    err = e.value
+    assert err.code == code
+    assert isinstance(err.template, str) and isinstance(err.params, dict)
+    assert err.template.format(**err.params) == str(err)  # the English text, exactly
+    assert "{" not in str(err)
+    ko = korean(err)
+    assert hangul(ko) and ko != str(err), ko
+    for n in numbers:
+        assert n in str(err) and n in ko, (n, str(err), ko)
+
+
+def test_missing_file_error_keeps_the_name_as_a_parameter(tmp_path):
+    name = "고양이 {photo}.png"  # a user's file name, braces and all, is shown as it is
+    with pytest.raises(ImageError) as e:
+        load_image(tmp_path / name)
+    err = e.value
+    assert err.code == "file_not_found"
+    assert err.params == {"name": name} and name not in err.template
+    assert err.template.format(**err.params) == str(err) and repr(name) in str(err)
+    ko = korean(err)
+    assert repr(name) in ko and "파일" in ko
+
+
+def test_user_colour_is_a_parameter():
+    with pytest.raises(ImageError) as e:
+        load_image(SEEDS["PNG"], background="{not a colour}")
+    assert e.value.code == "bad_background" and "{not a colour}" not in e.value.template
+    assert e.value.template.format(**e.value.params) == str(e.value) and "'{not a colour}'" in korean(e.value)
+
+
+def test_image_error_survives_pickling():
+    with pytest.raises(ImageError) as e:
+        load_image(b"")
+    copy = pickle.loads(pickle.dumps(e.value))
+    assert (type(copy), copy.code, copy.template, str(copy)) == (ImageError, "empty_file", e.value.template, str(e.value))
+
+
+def _notes_in(info: ImageInfo, lang: str) -> list[str]:
+    from vit.i18n import gettext, use_language
+
+    with use_language(lang):
+        return [gettext(t).format(**p) for t, p in info.messages]
+
+
+def test_messages_match_notes():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    arr = np.zeros((8, 8, 4), np.uint8)
+    arr[:, 4:, 3] = 255
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    images_with_notes = {
+        "exif": encode(gradient((40, 20)), "JPEG", exif=exif.tobytes()),
+        "transparent": encode(Image.fromarray(arr), "PNG"),
+        "frames": encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0),
+        "sixteen-bit": encode(Image.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000), "PNG"),
+        "downscaled": encode(gradient((400, 300)), "JPEG", quality=80),
+    }
+    for label, data in images_with_notes.items():
+        _im, info = load_image_info(data, max_pixels=50_000 if label == "downscaled" else DEFAULT_MAX_PIXELS)
+        assert info.notes, label
+        assert len(info.messages) == len(info.notes), label
+        assert _notes_in(info, "en") == info.notes, label
+        assert [t.format(**p) for t, p in info.messages] == info.notes, label
+        ko = _notes_in(info, "ko")
+        assert all(hangul(n) for n in ko), (label, ko)
+        for en_note, ko_note in zip(info.notes, ko):
+            for number in re.findall(r"\d[\d,.×]*\d|\d", en_note):
+                assert number in ko_note, (label, number, ko_note)
+    transparent = load_image_info(images_with_notes["transparent"])[1]
+    assert transparent.notes == ["Transparent areas were filled with the background colour (white)."]
+    assert _notes_in(transparent, "ko") == ["투명한 부분은 배경색 (흰색)으로 채웠습니다."]
+
+
+def test_image_info_note_fills_both_lists():
+    info = ImageInfo(format="PNG", original_size=(1, 1), original_mode="RGB")
+    info.note("This {format} has {n} frames; only the first is used.", format="GIF", n=12)
+    assert info.notes == ["This GIF has 12 frames; only the first is used."]
+    assert info.messages == [("This {format} has {n} frames; only the first is used.", {"format": "GIF", "n": 12})]

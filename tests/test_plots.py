@@ -1,12 +1,15 @@
 """vit.plots: numpy in, one small plotly figure out, with the data where the eye expects it."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from vit import plots
+from vit import i18n, plots
+from vit.plots._base import FONT_SIZE, TITLE_SIZE, _budget, _top, _units, _wrap_text
 from vit.plots import (
     attention_distance_figure, attention_matrix_figure, figure_to_png, filters_figure, image_figure,
     logit_lens_figure, maps_grid_figure, patch_grid_figure, patch_map_figure, patch_sequence_figure,
@@ -20,6 +23,11 @@ def gen() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+def plain(text) -> str:
+    """A title as one line: the <br> that wrapping adds become spaces."""
+    return str(text).replace("<br>", " ")
+
+
 def check_common(fig):
     """Every figure: a Figure, the white template, a height, a readable base font."""
     assert isinstance(fig, go.Figure)
@@ -30,8 +38,18 @@ def check_common(fig):
 
 
 def test_plots_never_imports_streamlit_or_torch():
-    text = open(plots.__file__).read()
-    assert "import streamlit" not in text and "import torch" not in text
+    files = sorted(Path(plots.__file__).parent.glob("*.py"))
+    assert {f.name for f in files} >= {"__init__.py", "_base.py", "patches.py", "embeddings.py", "positions.py",
+                                       "attention.py", "encoder.py", "training.py"}
+    for f in files:
+        text = f.read_text()
+        assert "import streamlit" not in text and "import torch" not in text, f.name
+
+
+def test_public_names_are_re_exported():
+    for name in plots.__all__:
+        assert callable(getattr(plots, name)) or isinstance(getattr(plots, name), int), name
+    assert plots.FONT_SIZE >= 14 and plots.SMALL_SIZE >= 14
 
 
 # --- images -------------------------------------------------------------------------------------
@@ -63,7 +81,7 @@ def test_white_image_stays_small():
 
 def test_patch_grid_lines_labels_and_click(gen):
     img = gen.random((32, 48, 3))
-    fig = patch_grid_figure(img, 8, show_indices=True, highlight=7)
+    fig = patch_grid_figure(img, 8, show_indices=True, highlight=8)  # patch 8: the 0-based index 7
     check_common(fig)
     gh, gw = 4, 6
     lines = [s for s in fig.layout.shapes if s.type == "line"]
@@ -74,12 +92,14 @@ def test_patch_grid_lines_labels_and_click(gen):
     # image, index labels, click targets
     assert len(fig.data) == 3
     labels, targets = fig.data[1], fig.data[2]
-    assert labels.mode == "text" and list(labels.text) == [str(i) for i in range(gh * gw)]
+    assert labels.mode == "text" and list(labels.text) == [str(i) for i in range(1, gh * gw + 1)]  # 1 … N
     assert labels.hoverinfo == "skip"
-    assert list(targets.customdata) == list(range(gh * gw))
-    assert "%{customdata}" in targets.hovertemplate
-    # patch 7 = row 1, column 1: centre at (8 + 3.5, 8 + 3.5)
+    assert list(targets.customdata) == list(range(gh * gw))  # clicks: the 0-based index
+    assert "%{text}" in targets.hovertemplate
+    assert targets.text[0].startswith("patch 1<br>row 1, column 1")
+    # patch 8 = row 2, column 2 (index 7): centre at (8 + 3.5, 8 + 3.5)
     assert targets.x[7] == pytest.approx(11.5) and targets.y[7] == pytest.approx(11.5)
+    assert targets.text[7] == "patch 8<br>row 2, column 2"
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
     assert len(rects) == 1 and (rects[0].x0, rects[0].x1, rects[0].y0, rects[0].y1) == (7.5, 15.5, 7.5, 15.5)
     assert "24 patches" in fig.layout.title.subtitle.text
@@ -89,8 +109,10 @@ def test_patch_grid_skips_labels_when_crowded(gen):
     fig = patch_grid_figure(gen.random((84, 84, 3)), 4)  # 441 patches
     assert len(fig.data) == 2 and len(fig.data[1].customdata) == 441
     assert patch_grid_figure(gen.random((16, 16, 3)), 8, show_indices=False).data[-1].mode == "markers"
-    with pytest.raises(ValueError):
-        patch_grid_figure(gen.random((16, 16, 3)), 8, highlight=4)
+    assert patch_grid_figure(gen.random((16, 16, 3)), 8, highlight=4).layout.shapes[-1].type == "rect"  # the last
+    for outside in (0, 5):  # highlight is the 1-based patch number
+        with pytest.raises(ValueError):
+            patch_grid_figure(gen.random((16, 16, 3)), 8, highlight=outside)
 
 
 def test_patch_sequence_tiles_in_order(gen):
@@ -106,6 +128,7 @@ def test_patch_sequence_tiles_in_order(gen):
     np.testing.assert_allclose(strip[p + 1 : 2 * p + 1, p + 1 : 2 * p + 1].astype(int), want, atol=1)
     assert (strip[p, :] == 250).all()  # separator row
     assert list(fig.data[1].customdata) == list(range(20))
+    assert fig.data[1].text[0] == "patch 1" and fig.data[1].text[19] == "patch 20"
     assert "first 20 of 40 patches" in fig.layout.title.subtitle.text
     gray = patch_sequence_figure(gen.random((3, 4)), 2, 1)
     assert gray.data[0].z.shape == (2, 3 * 2 + 2, 3) and "all 3 patches" in gray.layout.title.subtitle.text
@@ -129,8 +152,9 @@ def test_patch_vectors_heatmap(gen):
     assert len(fig.data) == 1 and fig.data[0].z.shape == (30, 48)
     np.testing.assert_allclose(fig.data[0].z, patches[:30], atol=1e-4)
     assert fig.data[0].z.dtype == np.float32
-    assert "48 numbers" in fig.layout.title.text
+    assert "48 numbers" in plain(fig.layout.title.text)
     assert fig.layout.yaxis.autorange == "reversed"
+    assert fig.data[0].y0 == 1 and "patch %{y}" in fig.data[0].hovertemplate  # patches from 1
 
 
 def test_filters_each_normalised(gen):
@@ -141,7 +165,8 @@ def test_filters_each_normalised(gen):
     fig = filters_figure(comps, explained, cols=4)
     check_common(fig)
     assert fig.layout.title.text == "Principal components of E"
-    assert len(fig.layout.title.subtitle.text) <= 50 and "top 10" in fig.layout.title.subtitle.text
+    assert all(len(line) <= 50 for line in fig.layout.title.subtitle.text.split("<br>"))
+    assert "top 10" in fig.layout.title.subtitle.text
     image = fig.data[0].z
     gap = 1
     assert image.shape == (3 * p + 2 * gap, 4 * p + 3 * gap, 3)
@@ -181,18 +206,30 @@ def test_token_matrix_diverging_and_class_row(gen):
     h = fig.data[0]
     assert h.z.shape == (10, 20) and h.zmid == 0 and h.zmin == -h.zmax
     assert h.colorscale[0][1] != h.colorscale[-1][1]
-    assert list(h.y)[0] == "[class]" and list(h.y)[1] == "patch 0" and len(h.y) == 10
-    rect = [s for s in fig.layout.shapes if s.type == "rect"]
-    assert len(rect) == 1 and (rect[0].y0, rect[0].y1) == (-0.5, 0.5) and rect[0].x1 == 19.5
+    assert list(h.y)[0] == "[class]" and list(h.y)[1] == "patch 1" and list(h.y)[-1] == "patch 9" and len(h.y) == 10
     assert "[class]" in fig.layout.yaxis.ticktext
     assert token_matrix_figure(tokens).data[0].z.shape == (10, 32)
+
+
+@pytest.mark.parametrize("t", [10, 197])
+def test_token_matrix_outline_keeps_the_class_row_visible(gen, t):
+    """The [class] row is outlined from outside: no fill, lines just beyond the row's edges, even when
+    the row is 2 px tall (an outline of data height ±0.5 would cover the whole row)."""
+    fig = token_matrix_figure(gen.standard_normal((t, 32)))
+    (rect,) = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert rect.fillcolor in (None, "rgba(0,0,0,0)") and rect.line.width <= 2
+    assert rect.ysizemode == "pixel" and rect.yanchor == 0 and rect.y0 == -rect.y1
+    margin = fig.layout.margin
+    row_px = (fig.layout.height - margin.t - margin.b) / t
+    assert rect.y1 - rect.line.width / 2 >= row_px / 2 + 0.5  # the line's inner edge lies outside the row
+    assert (rect.xref, rect.x0, rect.x1) == ("paper", 0, 1)
 
 
 @pytest.mark.parametrize("t", [17, 65, 197])
 def test_token_matrix_height_and_ticks_do_not_overlap(gen, t):
     fig = token_matrix_figure(gen.standard_normal((t, 16)))
     check_common(fig)
-    assert 320 <= fig.layout.height <= 700
+    assert 320 <= fig.layout.height <= 900
     y = fig.layout.yaxis
     assert y.ticktext[0] == "[class]" and y.tickvals[0] == "[class]"
     assert all(text.startswith("patch ") for text in y.ticktext[1:]) and len(y.ticktext) >= 3
@@ -221,7 +258,7 @@ def test_patch_map_covers_image(gen):
     assert h.y0 - h.dy / 2 == -0.5 and h.y0 + (4 - 0.5) * h.dy == 64 - 0.5
     assert fig.layout.yaxis.scaleanchor == "x"
     assert tuple(fig.layout.yaxis.range) == (63.5, -0.5)  # y grows downward
-    assert h.customdata[1][2] == 8  # patch index on hover
+    assert h.customdata[0][0] == 1 and h.customdata[1][2] == 9  # the patch number (from 1) on hover
     assert h.colorbar.title.text == "share"
 
 
@@ -261,6 +298,7 @@ def test_patch_map_without_image(gen):
     assert len(fig.data) == 1 and fig.data[0].z.shape == (3, 5)
     assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.scaleanchor == "x"
     assert fig.data[0].zmin == pytest.approx(float(fig.data[0].z.min()), abs=1e-4)
+    assert (fig.data[0].x0, fig.data[0].y0) == (1, 1)  # patch rows and columns from 1
 
 
 def test_maps_grid_tiles_with_nan_gaps(gen):
@@ -282,7 +320,7 @@ def test_maps_grid_tiles_with_nan_gaps(gen):
     assert list(fig.layout.xaxis.tickvals) == [1.5, 6.5, 11.5] and list(fig.layout.yaxis.tickvals) == [1.5, 6.5]
     # hover: per-row and per-column labels name the tile and the cell
     assert len(h.x) == z.shape[1] and len(h.y) == z.shape[0]
-    assert h.y[6] == "layer 2, row 1" and h.x[12] == "head 3, col 2"
+    assert h.y[6] == "layer 2, row 2" and h.x[12] == "head 3, col 3"  # rows and columns inside a map from 1
     assert "%{x}" in h.hovertemplate and "%{y}" in h.hovertemplate and "%{z" in h.hovertemplate
     assert fig.layout.yaxis.scaleanchor == "x"
 
@@ -296,7 +334,7 @@ def test_maps_grid_scales(gen):
     for c in range(2):
         tile = z[:, c * 4 : c * 4 + 3]
         assert np.nanmin(tile) == pytest.approx(0) and np.nanmax(tile) == pytest.approx(1)
-    assert "own 0–1" in own.layout.title.text and (own.data[0].zmin, own.data[0].zmax) == (0, 1)
+    assert "own 0–1" in plain(own.layout.title.text) and (own.data[0].zmin, own.data[0].zmax) == (0, 1)
     dup = maps_grid_figure(maps, ["x"], ["a", "a"])  # duplicate labels must not merge categories
     assert len(set(dup.data[0].x)) == len(dup.data[0].x)
 
@@ -308,11 +346,11 @@ def test_maps_grid_single_row_has_no_row_label_and_fits_its_tiles(gen):
     y = fig.layout.yaxis
     assert y.showticklabels is False and not y.ticktext
     assert not any("row 1," in str(label) for label in fig.data[0].y)  # hover names the map row only
-    assert fig.data[0].y[0] == "row 0"
+    assert fig.data[0].y[0] == "row 1"
     # the height is the content: tiles of 100–140 px in a ~500 px column, a colour bar under them
     margin = fig.layout.margin
     tile = (fig.layout.height - margin.t - margin.b)
-    assert 100 <= tile <= 140 and fig.layout.height <= 300
+    assert 100 <= tile <= 140 and fig.layout.height <= 320
     assert fig.data[0].colorbar.orientation == "h" and fig.data[0].colorbar.len <= tile * 4
 
 
@@ -336,7 +374,7 @@ def test_maps_grid_wraps_a_long_single_row(gen):
     gap = z.shape[0] - 2 * 14
     np.testing.assert_allclose(z[14 + gap :, 15:29], maps[0, 7], atol=1e-4)  # head 8: row 2, slot 2
     assert [a.text for a in fig.layout.annotations] == names
-    assert fig.data[0].text[14 + gap][15].startswith("head 8, row 0, col 0")
+    assert fig.data[0].text[14 + gap][15].startswith("head 8, row 1, col 1")
     assert len(fig.to_json()) < 150_000
     kept = maps_grid_figure(maps, None, names, wrap=None)
     assert np.asarray(kept.data[0].z).shape == (14, 12 * 15 - 1)
@@ -363,7 +401,7 @@ def test_position_similarity(gen):
     assert z[1 * 4 + 1, 2 * 5 + 2] == pytest.approx(1, abs=1e-4)  # itself
     assert (fig.data[0].zmin, fig.data[0].zmax) == (-1, 1)
     assert fig.layout.xaxis.title.text == "input patch column" and fig.layout.yaxis.title.text == "input patch row"
-    assert len(fig.layout.xaxis.ticktext) == gw and len(fig.layout.yaxis.ticktext) == gh
+    assert list(fig.layout.xaxis.ticktext) == ["1", "2", "3", "4"] and list(fig.layout.yaxis.ticktext) == ["1", "2", "3"]
     with pytest.raises(ValueError):
         position_similarity_figure(sim, (4, 4))
 
@@ -383,8 +421,11 @@ def test_attention_matrix(gen):
     fig = attention_matrix_figure(a, title="layer 1, head 1")
     check_common(fig)
     assert len(fig.data) == 1 and fig.data[0].z.shape == (t, t)
-    np.testing.assert_allclose(fig.data[0].z, a, atol=1e-4)
+    np.testing.assert_allclose(fig.data[0].z, a * 100, atol=1e-2)  # attention in %
     assert list(fig.data[0].x)[0] == "[class]" and list(fig.data[0].y)[0] == "[class]"
+    assert list(fig.data[0].x)[1] == "patch 1"
+    bar = fig.data[0].colorbar
+    assert bar.title.text == "attention weight" and bar.ticksuffix == "%"
     assert fig.layout.yaxis.autorange == "reversed"
     assert "query" in fig.layout.yaxis.title.text and "key" in fig.layout.xaxis.title.text
     assert fig.data[0].zmin == 0
@@ -479,9 +520,9 @@ def test_logit_lens_rows(gen):
     h = fig.data[0]
     assert list(h.y) == ["class 0", "class 1", "class 5", "class 6", "class 7"]
     assert h.z.shape == (5, layers + 1)
-    np.testing.assert_allclose(h.z[0], probs[:, 0], atol=1e-4)
+    np.testing.assert_allclose(h.z[0], probs[:, 0] * 100, atol=1e-2)  # in %
     assert list(h.x)[0] == "z₀" and len(h.x) == layers + 1
-    assert h.texttemplate and (h.zmin, h.zmax) == (0, 1)
+    assert h.texttemplate and (h.zmin, h.zmax) == (0, 100)
 
 
 def test_top_k_ordering(gen):
@@ -490,11 +531,11 @@ def test_top_k_ordering(gen):
     check_common(fig)
     bar = fig.data[0]
     assert bar.orientation == "h"
-    assert list(bar.y) == ["b", "d", "c"] and list(bar.x) == [0.5, 0.3, 0.1]
+    assert list(bar.y) == ["b", "d", "c"] and list(bar.x) == [50, 30, 10]  # in %
     assert fig.layout.yaxis.autorange == "reversed"  # first (highest) bar on top
     assert "%" in bar.texttemplate
     sure = top_k_figure(np.array([0.999, 0.001]), ["a", "b"])
-    assert sure.layout.xaxis.range[1] == 1.0 and sure.layout.margin.r >= 60, "a full bar's label needs room beside it"
+    assert tuple(sure.layout.xaxis.range) == (0, 100) and sure.layout.margin.r >= 60, "a full bar's label needs room beside it"
 
 
 # --- playground and training --------------------------------------------------------------------
@@ -549,7 +590,9 @@ def test_accepts_tensors():
 # --- figures are built without plotly's validation: what is sent must already be canonical ---------
 
 
-def _all_figures(gen) -> dict:
+def _all_figures(gen, subplots: bool = False) -> dict:
+    """One of every kind of figure; ``subplots`` adds the two built with make_subplots (validated
+    by plotly as they are built, and slow to build)."""
     img, gray = gen.random((32, 32, 3)), gen.random((28, 28, 1))
     att = gen.random((3, 4, 65, 65))
     att /= att.sum(-1, keepdims=True)
@@ -573,8 +616,21 @@ def _all_figures(gen) -> dict:
         "distance uniform": attention_distance_figure(gen.random((3, 4)) * 20, None, uniform=12.5),
         "norms": token_norms_figure(gen.random((5, 65)) * 10),
         "lens": logit_lens_figure(gen.dirichlet(np.ones(10), size=7), [f"c{i}" for i in range(10)]),
+        "lens deep": logit_lens_figure(gen.dirichlet(np.ones(10), size=13), [f"class number {i}" for i in range(10)]),
         "top k": top_k_figure(gen.dirichlet(np.ones(10)), [f"c{i}" for i in range(10)]),
-    }
+        "attention map": patch_map_figure(att[0, 1, 3, 1:].reshape(8, 8), img, title="[class] → patches, layer 1 head 2",
+                                          attention=True),
+        "cosine map": patch_map_figure(gen.random((4, 4)) * 2 - 1, None, title="Similarity of position 6 (row 2, column 2)",
+                                       colorscale="RdBu_r", zmin=-1, zmax=1, colorbar_title="cosine similarity"),
+        "attention heads": maps_grid_figure(att[1, :, 0, 1:].reshape(1, 4, 8, 8), None, [f"head {h + 1}" for h in range(4)],
+                                            attention=True),
+        "attention overview": maps_grid_figure(att[:, :, 0, 1:].reshape(3, 4, 8, 8), ["a", "b", "c"], list("wxyz"),
+                                               title="[class] → patch attention", shared_scale=False, attention=True),
+    } | ({
+        "scaling": scaling_figure([32, 64, 224], 16),
+        "training": training_curve_figure([dict(epoch=e, train_loss=1 / e, train_acc=0.2 * e, test_acc=0.2 * e)
+                                           for e in (1, 2, 3)]),
+    } if subplots else {})
 
 
 def test_every_figure_is_already_what_validation_would_make(gen):
@@ -591,3 +647,208 @@ def test_figures_skip_validation(gen):
     """Validation costs 50–250 ms per figure, more than the rest of a page rerun; it must stay off."""
     fig = patch_map_figure(gen.random((8, 8)), gen.random((32, 32, 3)))
     assert fig._validate is False
+
+
+# --- readable on a 330 px column and a phone: titles, ticks, colour bars, units, numbering ----------
+
+
+def _axes(fig):
+    """Every x and y axis of a figure's layout (xaxis, yaxis2, ...)."""
+    return [fig.layout[key] for key in fig.layout.to_plotly_json() if re.fullmatch(r"[xy]axis\d*", key)]
+
+
+def _dark(colour) -> bool:
+    match = re.fullmatch(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})", str(colour))
+    return bool(match) and all(int(c, 16) <= 0x33 for c in match.groups())
+
+
+def test_wrapping_counts_hangul_double_and_keeps_breaks():
+    assert _units("abc") == 3 and _units("패치") == 4 and _units("<b>ab</b>") == 2
+    budget = _budget(TITLE_SIZE)
+    assert 25 <= budget <= 32  # a 320 px line of 20 px text
+    text = "[class] → patches, layer 12 head 12 of a model"
+    wrapped = _wrap_text(text, TITLE_SIZE)
+    assert wrapped.count("<br>") >= 1 and plain(wrapped) == text
+    assert all(_units(line) <= budget for line in wrapped.split("<br>"))
+    assert _wrap_text("a<br>b", TITLE_SIZE) == "a<br>b"
+    word = _wrap_text("x" * 100, TITLE_SIZE).split("<br>")  # a word longer than a line is cut
+    assert "".join(word) == "x" * 100 and all(_units(line) <= budget for line in word)
+    korean = _wrap_text("위치 임베딩 유사도 " * 4, TITLE_SIZE).split("<br>")
+    assert len(korean) >= 3 and all(_units(line) <= budget for line in korean)
+
+
+def test_long_titles_wrap_and_the_top_margin_grows(gen):
+    values = gen.random((4, 4))
+    short = patch_map_figure(values, title="map")
+    long = patch_map_figure(values, title="[class] → patches, layer 1 head 1, a title far too long for a column")
+    lines = long.layout.title.text.split("<br>")
+    assert len(lines) >= 3 and all(_units(line) <= _budget(TITLE_SIZE) for line in lines)
+    grown = long.layout.margin.t - short.layout.margin.t
+    assert grown >= 26 * (len(lines) - 1) and long.layout.height - short.layout.height == grown
+    fixed = [top_k_figure(np.array([0.6, 0.4]), ["a", "b"], k=2), attention_distance_figure(gen.random((3, 2)))]
+    for fig in fixed:  # a fixed-height figure grows by the lines wrapping adds, its plot keeps its height
+        assert fig.layout.margin.t == _top(fig.layout.title.text, fig.layout.title.subtitle.text)
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_no_title_line_is_over_the_budget(lang):
+    with i18n.use_language(lang):
+        figures = _all_figures(np.random.default_rng(0), subplots=True)
+    for name, fig in figures.items():
+        title = fig.layout.title
+        if title.text:
+            assert all(_units(line) <= _budget(TITLE_SIZE) for line in title.text.split("<br>")), (name, title.text)
+        if title.subtitle.text:
+            lines = title.subtitle.text.split("<br>")
+            assert all(_units(line) <= _budget(FONT_SIZE - 1) for line in lines), (name, title.subtitle.text)
+        if title.text:
+            assert fig.layout.margin.t >= _top(title.text, title.subtitle.text), name  # the top margin holds them
+
+
+def test_tick_labels_are_large_and_dark(gen):
+    for name, fig in _all_figures(gen, subplots=True).items():
+        for axis in _axes(fig):
+            if axis.showticklabels is False:
+                continue
+            assert axis.tickfont.size >= 14 and _dark(axis.tickfont.color), (name, axis.tickfont)
+        for trace in fig.data:
+            if trace.type == "heatmap":
+                assert trace.colorbar.tickfont.size >= 14 and _dark(trace.colorbar.tickfont.color), name
+    sparse = top_k_figure(np.array([0.6, 0.4]), ["a", "b"])  # where space allows: 16 px
+    assert sparse.layout.xaxis.tickfont.size == 16 and sparse.layout.yaxis.tickfont.size == 16
+
+
+def test_colour_bars_lie_under_the_plot_with_their_title_on_top(gen):
+    """A title on top of a horizontal bar at the bottom of the figure is never cut (a title on the
+    right of a vertical bar lost its first letters); the bar stays shorter than a phone's figure."""
+    for name, fig in _all_figures(gen).items():
+        for trace in fig.data:
+            if trace.type != "heatmap":
+                continue
+            bar = trace.colorbar
+            assert bar.orientation == "h" and bar.yref == "container" and bar.y == 0 and bar.yanchor == "bottom", name
+            assert bar.lenmode == "pixels" and bar.len <= 240 and bar.xanchor == "center", name
+            assert not bar.title.text or bar.title.side == "top", name
+            assert fig.layout.margin.b >= 72, name
+
+
+def test_cosine_colour_bars_show_the_whole_range_with_end_ticks(gen):
+    emb = gen.standard_normal((16, 8))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    sim = emb @ emb.T
+    for fig in (position_similarity_figure(sim, (4, 4)),
+                patch_map_figure(sim[5].reshape(4, 4), None, colorscale="RdBu_r", zmin=-1, zmax=1)):
+        h = fig.data[-1]
+        assert (h.zmin, h.zmax) == (-1, 1)
+        ticks = list(h.colorbar.tickvals)
+        assert ticks[0] == -1 and ticks[-1] == 1 and 0 in ticks and ticks == sorted(ticks)
+        assert list(h.colorbar.ticktext)[0] == "-1" and list(h.colorbar.ticktext)[-1] == "1"
+    assert position_similarity_figure(sim, (4, 4)).data[0].colorbar.title.text == "cosine similarity"
+
+
+def test_small_grid_maps_have_integer_ticks(gen):
+    fig = patch_map_figure(gen.random((4, 4)))
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        assert axis.tickmode == "array" and list(axis.tickvals) == [1, 2, 3, 4]
+        assert all(isinstance(v, int) for v in axis.tickvals) and list(axis.ticktext) == ["1", "2", "3", "4"]
+    big = patch_map_figure(gen.random((14, 14)))
+    ticks = list(big.layout.xaxis.tickvals)
+    assert ticks[0] == 1 and all(float(v).is_integer() for v in ticks) and len(ticks) <= 8
+    vectors = patch_vectors_figure(gen.random((4, 12)))  # 4 patches: never 0.5, 1.5
+    assert list(vectors.layout.yaxis.tickvals) == [1, 2, 3, 4]
+    assert all(float(v).is_integer() for v in vectors.layout.xaxis.tickvals)
+
+
+def test_probability_axes_run_from_0_to_100_percent():
+    guess = np.full(9, 1 / 9)  # an untrained model: 11% each
+    fig = top_k_figure(guess, [f"c{i}" for i in range(9)], k=3)
+    axis = fig.layout.xaxis
+    assert tuple(axis.range) == (0, 100) and axis.ticksuffix == "%" and list(axis.tickvals) == [0, 25, 50, 75, 100]
+    assert fig.data[0].x[0] == pytest.approx(11.11, abs=0.01) and fig.data[0].texttemplate == "%{x:.1f}%"
+    lens = logit_lens_figure(np.tile(guess, (4, 1)), [f"c{i}" for i in range(9)])
+    h = lens.data[0]
+    assert (h.zmin, h.zmax) == (0, 100) and h.colorbar.ticksuffix == "%"
+    assert list(h.colorbar.tickvals) == [0, 25, 50, 75, 100] and "%{z:.1f}%" in h.hovertemplate
+
+
+def test_attention_has_one_unit_everywhere(gen):
+    att = gen.dirichlet(np.ones(16), size=(2, 12))  # (layers, heads, 16 patches)
+    img = gen.random((16, 16, 3))
+    figures = {
+        "map": patch_map_figure(att[0, 0].reshape(4, 4), img, attention=True),
+        "heads": maps_grid_figure(att[:1, :4].reshape(1, 4, 4, 4), None, list("abcd"), attention=True),
+        "heads wrapped": maps_grid_figure(att[:1].reshape(1, 12, 4, 4), None, [f"h{i}" for i in range(12)], attention=True),
+        "overview": maps_grid_figure(att.reshape(2, 12, 4, 4), ["l1", "l2"], [f"h{i}" for i in range(12)], attention=True),
+        "matrix": attention_matrix_figure(gen.dirichlet(np.ones(5), size=5)),
+    }
+    for name, fig in figures.items():
+        h = fig.data[-1]
+        assert h.colorbar.title.text == "attention weight" and h.colorbar.ticksuffix == "%", name
+        assert h.zmin == 0 and 1 < np.nanmax(np.asarray(h.z, dtype=float)) <= 100, name  # in %, from 0
+        assert "attention weight" in h.hovertemplate and "%{z:.2f}%" in h.hovertemplate, name
+    np.testing.assert_allclose(figures["map"].data[1].z, att[0, 0].reshape(4, 4) * 100, atol=1e-2)
+    scaled = maps_grid_figure(att.reshape(2, 12, 4, 4), ["l1", "l2"], None, shared_scale=False, attention=True)
+    bar = scaled.data[0].colorbar
+    assert bar.title.text == "scaled attention" and bar.ticksuffix is None and (scaled.data[0].zmin, scaled.data[0].zmax) == (0, 1)
+
+
+def test_logit_lens_numbers_only_where_they_fit(gen):
+    """On a phone a 13-column lens has ~20 px cells: no numbers there (hover has them); a 5-column
+    lens shows a number only in cells of 10% and more, at 14 px or larger."""
+    names = [f"c{i}" for i in range(10)]
+    deep = logit_lens_figure(gen.dirichlet(np.ones(10), size=13), names)
+    assert not deep.data[0].texttemplate and not deep.data[0].text
+    assert "hover" in plain(deep.layout.title.subtitle.text) and "%{z:.1f}%" in deep.data[0].hovertemplate
+    probs = np.full((5, 10), 0.02)
+    probs[:, 0] = [0.82, 0.5, 0.3, 0.09, 0.82]
+    shallow = logit_lens_figure(probs, names, top=2)
+    h = shallow.data[0]
+    assert h.texttemplate == "%{text}" and h.textfont.size >= 14
+    assert list(h.text[0]) == ["82", "50", "30", "", "82"] and all(t == "" for t in h.text[1])
+
+
+def test_patches_are_numbered_from_one(gen):
+    img = gen.random((12, 12, 3))
+    grid = patch_grid_figure(img, 4, highlight=9)  # 3 × 3 patches, the last one outlined
+    assert list(grid.data[1].text) == [str(i) for i in range(1, 10)]
+    (rect,) = [s for s in grid.layout.shapes if s.type == "rect"]
+    assert (rect.x0, rect.y0) == (7.5, 7.5)
+    assert grid.data[2].text[8].startswith("patch 9") and grid.data[2].customdata[8] == 8
+    tokens = token_matrix_figure(gen.standard_normal((10, 4)))
+    assert list(tokens.data[0].y) == ["[class]"] + [f"patch {i}" for i in range(1, 10)]
+    matrix = attention_matrix_figure(gen.dirichlet(np.ones(10), size=10))
+    assert list(matrix.layout.xaxis.ticktext) == ["[class]"] + [str(i) for i in range(1, 10)]
+    assert list(matrix.layout.xaxis.tickvals)[1] == "patch 1"
+
+
+def test_figures_in_korean(gen):
+    img = gen.random((16, 16, 3))
+    with i18n.use_language("ko"):
+        grid = patch_grid_figure(img, 8, highlight=1)
+        norms = token_norms_figure(gen.random((5, 9)))
+        top = top_k_figure(np.array([0.7, 0.3]), ["cat", "dog"])
+        heads = maps_grid_figure(gen.random((1, 2, 3, 3)), None, ["헤드 1", "헤드 2"], attention=True)
+    assert plain(grid.layout.title.text) == "패치 격자로 나눈 이미지"
+    assert "패치 4개" in grid.layout.title.subtitle.text
+    assert grid.data[-1].text[0] == "패치 1<br>1행, 1열"
+    assert norms.data[2].name == "패치, 중앙값" and norms.layout.title.text == "토큰 벡터의 길이"
+    assert norms.data[2].hovertemplate == "블록 %{x} 이후<br>패치, 중앙값 %{y:.2f}<extra></extra>"
+    assert top.layout.title.text == "상위 2개 예측" and list(top.data[0].y) == ["cat", "dog"]  # class names are data
+    assert heads.data[0].colorbar.title.text == "어텐션 가중치" and heads.data[0].x[0] == "헤드 1, 1열"
+    assert plain(patch_grid_figure(img, 8).layout.title.text) == "The image as a grid of patches"  # English again
+
+
+def test_korean_keeps_every_plotly_field():
+    """The %{...} parts of hover and text templates are plotly's: the same in both languages."""
+    def fields(figures):
+        out = {}
+        for name, fig in figures.items():
+            out[name] = [sorted(re.findall(r"%\{[^}]*\}", f"{t.hovertemplate} {getattr(t, 'texttemplate', '')}"))
+                         for t in fig.data]
+        return out
+
+    english = fields(_all_figures(np.random.default_rng(0)))
+    with i18n.use_language("ko"):
+        korean_figures = _all_figures(np.random.default_rng(0))
+    assert fields(korean_figures) == english
+    assert any("패치" in str(fig.layout.title.text) for fig in korean_figures.values())

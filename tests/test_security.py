@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from vit.weights import CheckpointError, read_safetensors
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-LOCAL = "Local checkpoint…"  # pages.common.LOCAL; kept literal so the pickle tests need no streamlit
+LOCAL = "Local checkpoint…"  # ui.models.LOCAL; kept literal so the pickle tests need no streamlit
 
 
 # --- malicious pickles ----------------------------------------------------------------------------
@@ -177,7 +178,26 @@ def _refused(path: Path, *fragments: str) -> str:
     message = str(e.value)
     for f in fragments:
         assert f.lower() in message.lower(), message
+    _check_translatable(e.value)
     return message
+
+
+def _korean(e: CheckpointError) -> str:
+    from vit.i18n import gettext, use_language
+
+    with use_language("ko"):
+        return gettext(e.template).format(**e.params)
+
+
+def _check_translatable(e: CheckpointError) -> str:
+    """A stable code, the English text rebuilt from template and params, and Korean with the same numbers."""
+    assert isinstance(e.code, str) and e.code and e.code != "error", e.code
+    assert isinstance(e.params, dict) and e.template.format(**e.params) == str(e)
+    ko = _korean(e)
+    assert any("\uac00" <= ch <= "\ud7a3" for ch in ko), ko
+    for number in re.findall(r"\d+", str(e)):
+        assert number in ko, (number, str(e), ko)
+    return ko
 
 
 def test_missing_tensor(checkpoint):
@@ -352,30 +372,60 @@ def test_valid_checkpoint_still_loads_after_all_checks(checkpoint):
     assert not model.training and not any(p.requires_grad for p in model.parameters())
 
 
+def test_errors_carry_code_template_and_params(tmp_path, checkpoint):
+    """The user-facing checkpoint errors are translatable: code, English template, params."""
+    marker = tmp_path / "pwned"
+    evil = _write_evil(tmp_path / "evil.pt", marker)
+    with pytest.raises(CheckpointError) as e:
+        vit.load_model(evil)
+    assert e.value.code == "pickle_refused" and e.value.params == {"file": "evil.pt"}
+    assert "evil.pt" not in e.value.template and "evil.pt" in _check_translatable(e.value)
+    assert not marker.exists()
+
+    missing = tmp_path / "nowhere.safetensors"
+    with pytest.raises(CheckpointError) as e:
+        read_safetensors(missing)
+    assert e.value.code == "weights_missing" and "nowhere.safetensors" in _check_translatable(e.value)
+    with pytest.raises(CheckpointError) as e:
+        vit.load_model(tmp_path / "no-such-model")
+    assert e.value.code == "model_not_found" and "no-such-model'" in _check_translatable(e.value)
+
+    size = checkpoint.stat().st_size
+    with pytest.raises(CheckpointError) as e:
+        read_safetensors(checkpoint, max_bytes=size // 2)
+    assert e.value.code == "checkpoint_too_large"
+    _check_translatable(e.value)
+
+
+def test_nested_problems_are_translated_too(checkpoint):
+    """A sidecar's config problems are said of the file, and every part of the sentence is Korean."""
+    _rewrite_sidecar(checkpoint, lambda d: d["config"].update(dim=0, dropout=2.0))
+    with pytest.raises(CheckpointError) as e:
+        vit.load_model(checkpoint)
+    assert e.value.code == "invalid_config"
+    assert str(e.value) == ("tiny.json: The model config is not valid: dim must be a whole number ≥ 1, not 0; "
+                            "dropout must be a number in [0, 1), not 2.0.")
+    ko = _check_translatable(e.value)
+    assert ko.startswith("tiny.json") and "must" not in ko and "dim" in ko and "2.0" in ko, ko
+
+    _rewrite_sidecar(checkpoint, lambda d: d["config"].update(dim=16, dropout=0.0))
+    _rewrite_tensors(checkpoint, lambda s: (s.pop("head.bias"), s.__setitem__("backdoor.weight", torch.zeros(2))))
+    with pytest.raises(CheckpointError) as e:
+        vit.load_model(checkpoint)
+    assert e.value.code == "weights_mismatch"
+    ko = _check_translatable(e.value)
+    assert "head.bias" in ko and "backdoor.weight" in ko and "missing" not in ko, ko
+
+
+def test_checkpoint_error_survives_pickling(tmp_path):
+    with pytest.raises(CheckpointError) as e:
+        read_safetensors(tmp_path / "evil.pkl")
+    copy = pickle.loads(pickle.dumps(e.value))
+    assert (type(copy), copy.code, copy.params, str(copy)) == (CheckpointError, "pickle_refused", {"file": "evil.pkl"},
+                                                             str(e.value))
+
+
 # --- sessions and shared caches (AppTest) ---------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _navigation_as_on_a_running_server(monkeypatch):
-    """Run app.py (and its st.navigation) on every rerun, as a running server does.
-
-    The app's pages live in a folder called ``pages/``, which makes Streamlit start in its old
-    multipage mode ("MPA v1"): until some run has called ``st.navigation`` it executes a page file
-    directly, without app.py (no sidebar, no set_page_config). On a server the first run from "/"
-    switches that off for the whole process; AppTest resets it before every run, so
-    ``switch_page`` would skip app.py. Emulate the server's steady state instead.
-    """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:
-        return
-    init = PagesManager.__init__
-
-    def patched(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", patched)
 
 
 def _app_test():
@@ -456,10 +506,10 @@ def _shared_cache_values() -> list:
 
 
 def test_user_model_stays_in_its_session(user_checkpoint, monkeypatch):
-    from pages import common
+    from ui import compute, models
 
     seen_models, seen_names = [], []
-    real_trace, real_shared = common._shared_trace, common.shared_model
+    real_trace, real_shared = compute._shared_trace, models.shared_model
 
     def spy_trace(model_key, image_key, fit, _model, _image):
         seen_models.append((model_key, _model))
@@ -469,8 +519,8 @@ def test_user_model_stays_in_its_session(user_checkpoint, monkeypatch):
         seen_names.append(name)
         return real_shared(name)
 
-    monkeypatch.setattr(common, "_shared_trace", spy_trace)
-    monkeypatch.setattr(common, "shared_model", spy_shared)
+    monkeypatch.setattr(compute, "_shared_trace", spy_trace)
+    monkeypatch.setattr(models, "shared_model", spy_shared)
 
     alice = _app_test().run()
     _no_exceptions(alice)
@@ -481,7 +531,7 @@ def test_user_model_stays_in_its_session(user_checkpoint, monkeypatch):
     _no_exceptions(alice)
     assert not alice.error, [e.value for e in alice.error]
     assert user_checkpoint.name in _sidebar_text(alice)
-    for page in ("pages/attention.py", "pages/encoder.py"):  # pages that run the model on her image
+    for page in ("app_pages/attention.py", "app_pages/encoder.py"):  # pages that run the model on her image
         alice.switch_page(page).run()
         _no_exceptions(alice)
         assert user_checkpoint.name in _sidebar_text(alice)
@@ -492,7 +542,7 @@ def test_user_model_stays_in_its_session(user_checkpoint, monkeypatch):
     assert _sidebar_text(bob) == default_label
     assert all(str(user_checkpoint) not in o and user_checkpoint.name not in o
                for o in bob.selectbox(key="model_name").options)
-    bob.switch_page("pages/attention.py").run()
+    bob.switch_page("app_pages/attention.py").run()
     _no_exceptions(bob)
     assert user_checkpoint.name not in _sidebar_text(bob)
 
@@ -541,7 +591,7 @@ def test_bad_local_path_is_an_error_message(tmp_path, kind):
         assert "pickle" in at.error[0].value
     # The session goes on with the shared default model, on every page.
     assert _sidebar_text(at) == default_label
-    at.switch_page("pages/attention.py").run()
+    at.switch_page("app_pages/attention.py").run()
     _no_exceptions(at)
     assert _sidebar_text(at) == default_label
     # Others are unaffected.
@@ -576,11 +626,11 @@ def test_shared_model_is_not_mutated_by_any_page(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from pages import common
+    from ui import frame, models
 
-    names = common.model_options()
+    names = models.model_options()
     names = [n for n in names if n != LOCAL]
-    snapshots = {n: {k: v.clone() for k, v in common.shared_model(n).state_dict().items()} for n in names}
+    snapshots = {n: {k: v.clone() for k, v in models.shared_model(n).state_dict().items()} for n in names}
 
     buf = tmp_path / "upload.png"
     rng = np.random.default_rng(1)
@@ -592,20 +642,20 @@ def test_shared_model_is_not_mutated_by_any_page(tmp_path):
         at.selectbox(key="model_name").set_value(name).run()
         at.file_uploader(key="upload").set_value(("upload.png", buf.read_bytes(), "image/png")).run()
         _no_exceptions(at)
-        for key, (page, _, _) in common.PAGES.items():
-            at.switch_page(page).run()
+        for key, (page, *_rest) in frame.STAGES.items():
+            at.switch_page(f"{frame.PAGES_DIR.name}/{page}").run()
             _no_exceptions(at)
             assert name in _sidebar_text(at), (key, _sidebar_text(at))
 
     for name in names:
-        shared = common.shared_model(name)
+        shared = models.shared_model(name)
         _assert_pristine(shared)
         now = shared.state_dict()
         for k, v in snapshots[name].items():
             assert torch.equal(now[k], v), f"{name}: {k} changed while serving pages"
-        base = name[: -len(common.UNTRAINED)] if name.endswith(common.UNTRAINED) else name
+        base = name[: -len(models.UNTRAINED)] if name.endswith(models.UNTRAINED) else name
         if base in vit.available_models():
             fresh = vit.load_model(base, device=next(shared.parameters()).device)
-            if name.endswith(common.UNTRAINED):
+            if name.endswith(models.UNTRAINED):
                 fresh = vit.untrained_like(fresh)
             _same_weights(shared, fresh)

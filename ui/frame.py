@@ -13,10 +13,10 @@ from ui.compute import current_trace, trace_npz
 from ui.i18n import LANGUAGES, N_, _, choose_language, set_from_switch
 from ui.models import configure_torch, freeze_startup_objects
 from ui.state import current_image, current_model, image_label
-from ui.widgets import presenting
+from ui.widgets import display_image, presenting
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES_DIR = ROOT / "pages"
+PAGES_DIR = ROOT / "app_pages"
 
 # url path: (file, title, short title, icon). The stages, in the order the image goes through them.
 STAGES = {
@@ -136,7 +136,7 @@ def sidebar() -> None:
         st.toggle(_("Projector mode"), key="present_switch", on_change=_set_present,
                   help=_("Larger type, one figure per row and the sidebar folded away, for a class watching a "
                          "projector. A link with ?present=1 opens in this mode."))
-        st.image(image.image, caption=image_label(image), width=160)
+        st.image(display_image(image.image), caption=image_label(image), width=160)
         model = choice.model
         cfg = model.config
         trained = _("untrained") if model.meta.get("untrained") else _("trained")

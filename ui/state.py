@@ -17,7 +17,8 @@ from PIL import Image, ImageOps
 
 import vit
 from ui.i18n import N_, _, error_text
-from ui.models import LOCAL, UNTRAINED, default_model_name, model_options, option_label, shared_model
+from ui import models
+from ui.models import LOCAL, UNTRAINED, default_model_name, model_options, option_label
 from vit.images import ImageError, load_image_info
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,7 @@ def current_model() -> ModelChoice:
         return ModelChoice(user["model"], user["key"], user["label"], shared=False)
     if name == LOCAL:
         name = default_model_name()
-    return ModelChoice(shared_model(name), name, option_label(name), shared=True)
+    return ModelChoice(models.shared_model(name), name, option_label(name), shared=True)
 
 
 def untrained_twin(choice: ModelChoice) -> vit.VisionTransformer | None:
@@ -85,7 +86,7 @@ def untrained_twin(choice: ModelChoice) -> vit.VisionTransformer | None:
     if choice.model.meta.get("untrained"):
         return None
     if choice.shared:
-        return shared_model(choice.key + UNTRAINED)
+        return models.shared_model(choice.key + UNTRAINED)
     user = st.session_state["user_model"]  # made once per loaded checkpoint, kept with it
     if "twin" not in user:
         user["twin"] = vit.untrained_like(choice.model)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 
 from ui.i18n import _
 from ui.state import current_model
@@ -32,6 +34,21 @@ def columns(spec, **kwargs) -> list:
     if presenting():
         return [st.container() for _ in range(n)]
     return st.columns(spec, **kwargs)
+
+
+def display_image(image, min_size: int = 224) -> Image.Image:
+    """An image to show on screen: one whose longer side is under ``min_size`` px is enlarged by a whole
+    factor with nearest-neighbour, so each pixel becomes a sharp square block of its own colour instead of
+    a blur into its neighbours'. Larger images are returned as they are. For display only, never for the model.
+    """
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.asarray(image))
+    w, h = image.size
+    longest = max(w, h)
+    if longest <= 0 or longest >= min_size:
+        return image
+    k = -(-int(min_size) // longest)  # ceil: the smallest whole factor that reaches min_size
+    return image.resize((w * k, h * k), Image.Resampling.NEAREST)
 
 
 def figure_name(stage: str, **parts) -> str:

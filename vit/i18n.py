@@ -43,12 +43,12 @@ def catalogue(lang: str, locale_dir: Path = LOCALE_DIR):
     from babel.messages.catalog import Catalog
     from babel.messages.pofile import read_po
 
-    merged = Catalog(locale=lang)
+    merged = Catalog(locale=lang, fuzzy=False, charset="utf-8")
     for po in sorted((locale_dir / lang / "LC_MESSAGES").glob("*.po")):
         with po.open("rb") as f:
             for message in read_po(f, locale=lang):
-                if message.id:
-                    merged[message.id] = message.string
+                if message.id and message.string and not message.fuzzy:
+                    merged[message.id] = message
     return merged
 
 

@@ -24,7 +24,9 @@ What it guards against:
   multi-page files only the first frame is used.
 
 :func:`load_image_info` also returns an :class:`ImageInfo` whose ``notes`` are sentences the app
-can show (``"This GIF has 12 frames; only the first is used."``).
+can show (``"This GIF has 12 frames; only the first is used."``), and whose ``messages`` are the same
+notes as ``(template, params)`` pairs for translation. Every ``ImageError`` likewise carries a
+``code``, an English ``template`` and its ``params`` (:class:`vit.errors.UserError`).
 
 Nothing here imports streamlit.
 """
@@ -43,6 +45,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageColor, ImageOps
+
+from .errors import Message, UserError
+from .i18n import N_
 
 __all__ = [
     "ALLOWED_FORMATS", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "MAX_SIDE", "ImageError", "ImageInfo",
@@ -79,7 +84,8 @@ _HEIF = _register_heif()
 
 #: The Pillow formats this loader opens (others, such as PSD or ICO, are refused).
 ALLOWED_FORMATS: tuple[str, ...] = _BASE_FORMATS + (("HEIF",) if _HEIF else ())
-_ACCEPTED = "PNG, JPEG, WebP, GIF, BMP, TIFF" + (" or HEIC" if _HEIF else "")
+_ACCEPTED: Any = (Message(N_("{formats} or {last}"), formats="PNG, JPEG, WebP, GIF, BMP, TIFF", last="HEIC")
+                  if _HEIF else "PNG, JPEG, WebP, GIF, BMP, TIFF")
 
 
 def heif_supported() -> bool:
@@ -87,13 +93,22 @@ def heif_supported() -> bool:
     return _HEIF
 
 
-class ImageError(ValueError):
-    """The image could not be used. The message says what went wrong and what to do, for a student."""
+class ImageError(UserError, ValueError):
+    """The image could not be used. The message says what went wrong and what to do, for a student.
+
+    ``ImageError(code, template, **params)``: ``code`` is a stable identifier ("too_many_pixels"),
+    ``template`` the English message with ``{placeholders}`` and ``params`` their values;
+    ``str(e)`` is the English text (see :class:`vit.errors.UserError`).
+    """
 
 
 @dataclass
 class ImageInfo:
-    """What :func:`load_image_info` found and did, with ``notes`` the app can show as they are."""
+    """What :func:`load_image_info` found and did, with ``notes`` the app can show as they are.
+
+    ``messages`` holds the same notes as ``(template, params)`` pairs (English templates, marked for
+    translation), for showing them in another language; ``notes[i] == template.format(**params)``.
+    """
 
     format: str
     original_size: tuple[int, int]
@@ -103,6 +118,12 @@ class ImageInfo:
     exif_rotated: bool = False
     downscaled: bool = False
     notes: list[str] = field(default_factory=list)
+    messages: list[tuple[str, dict]] = field(default_factory=list)
+
+    def note(self, template: str, **params: Any) -> None:
+        """Add a note: its English text to ``notes`` and its template and params to ``messages``."""
+        self.notes.append(Message(template, **params).english())
+        self.messages.append((template, params))
 
 
 def load_image(
@@ -142,13 +163,14 @@ def load_image_info(
         raise
     except MemoryError as e:
         raise ImageError(
-            "There was not enough memory to decode this image. Please upload a smaller image "
-            "(for example, resized to a few thousand pixels wide)."
+            "out_of_memory",
+            N_("There was not enough memory to decode this image. Please upload a smaller image "
+               "(for example, resized to a few thousand pixels wide)."),
         ) from e
     except Image.DecompressionBombError as e:
-        raise ImageError(_bomb_message(None, max_pixels, str(e))) from e
+        raise _bomb_error(None, max_pixels, str(e)) from e
     except Exception as e:  # anything Pillow or a plugin can throw on hostile bytes
-        raise ImageError(_DAMAGED) from e
+        raise _damaged() from e
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -156,21 +178,30 @@ def load_image_info(
 
 
 def _fmt_mb(n: float) -> str:
+    """A byte count as a number of MB, as precise as it needs to be ("20", "1.5", "0.0012")."""
     v = n / MB
-    return f"{v:.0f} MB" if v >= 10 or v == int(v) else f"{v:.1f} MB" if v >= 0.1 else f"{v:.2g} MB"
+    return f"{v:.0f}" if v >= 10 or v == int(v) else f"{v:.1f}" if v >= 0.1 else f"{v:.2g}"
 
 
 def _too_big(size: int | None, max_bytes: int) -> ImageError:
-    what = f"The file is {_fmt_mb(size)}" if size is not None else "The file is too large"
+    if size is None:
+        return ImageError(
+            "file_too_large",
+            N_("The file is too large; the limit is {limit} MB. Please upload a smaller image "
+               "(for example, resized or saved as JPEG)."),
+            limit=_fmt_mb(max_bytes),
+        )
     return ImageError(
-        f"{what}; the limit is {_fmt_mb(max_bytes)}. Please upload a smaller image "
-        "(for example, resized or saved as JPEG)."
+        "file_too_large",
+        N_("The file is {size} MB; the limit is {limit} MB. Please upload a smaller image "
+           "(for example, resized or saved as JPEG)."),
+        size=_fmt_mb(size), limit=_fmt_mb(max_bytes),
     )
 
 
 def _read_source(source: Any, max_bytes: int) -> bytes:
     if max_bytes < 1:
-        raise ImageError("The file size limit must be at least 1 byte.")
+        raise ImageError("bad_byte_limit", N_("The file size limit must be at least 1 byte."))
     if isinstance(source, (bytes, bytearray, memoryview)):
         n = source.nbytes if isinstance(source, memoryview) else len(source)
         if n > max_bytes:
@@ -181,7 +212,9 @@ def _read_source(source: Any, max_bytes: int) -> bytes:
     if hasattr(source, "read"):
         return _read_stream(source, max_bytes)
     raise ImageError(
-        f"Cannot read an image from a {type(source).__name__}; give the file's bytes, its path or an open binary file."
+        "unreadable_source",
+        N_("Cannot read an image from a {kind}; give the file's bytes, its path or an open binary file."),
+        kind=type(source).__name__,
     )
 
 
@@ -192,20 +225,24 @@ def _read_path(path: Path, max_bytes: int) -> bytes:
     try:
         st = path.stat()
     except FileNotFoundError as e:
-        raise ImageError(f"The file {name!r} does not exist. Please check the name and try again.") from e
+        raise ImageError("file_not_found", N_("The file {name!r} does not exist. Please check the name and try again."),
+                         name=name) from e
     except (OSError, ValueError) as e:  # permissions, a name with a NUL byte or too long, ...
-        raise ImageError(f"The file {name!r} could not be opened ({getattr(e, 'strerror', None) or e}).") from e
+        raise ImageError("file_unopenable", N_("The file {name!r} could not be opened ({reason})."),
+                         name=name, reason=str(getattr(e, "strerror", None) or e)) from e
     if stat.S_ISDIR(st.st_mode):
-        raise ImageError(f"{name!r} is a folder, not an image file. Please choose an image file inside it.")
+        raise ImageError("is_folder", N_("{name!r} is a folder, not an image file. Please choose an image file inside it."),
+                         name=name)
     if not stat.S_ISREG(st.st_mode):
-        raise ImageError(f"{name!r} is not a regular file. Please choose an image file.")
+        raise ImageError("not_regular_file", N_("{name!r} is not a regular file. Please choose an image file."), name=name)
     if st.st_size > max_bytes:
         raise _too_big(st.st_size, max_bytes)
     try:
         with open(path, "rb") as f:
             data = f.read(max_bytes + 1)
     except OSError as e:
-        raise ImageError(f"The file {name!r} could not be read ({e.strerror or e}).") from e
+        raise ImageError("file_unreadable", N_("The file {name!r} could not be read ({reason})."),
+                         name=name, reason=str(e.strerror or e)) from e
     if len(data) > max_bytes:  # it grew since stat()
         raise _too_big(None, max_bytes)
     return data
@@ -227,7 +264,8 @@ def _read_stream(f: Any, max_bytes: int) -> bytes:
     try:
         data = f.read(max_bytes + 1)
     except Exception as e:
-        raise ImageError(f"The uploaded file could not be read ({e}). Please try again.") from e
+        raise ImageError("upload_unreadable", N_("The uploaded file could not be read ({reason}). Please try again."),
+                         reason=str(e)) from e
     finally:
         if start is not None:
             try:
@@ -235,11 +273,12 @@ def _read_stream(f: Any, max_bytes: int) -> bytes:
             except Exception:
                 pass
     if isinstance(data, str):
-        raise ImageError("The file was opened as text; images must be opened in binary mode ('rb').")
+        raise ImageError("text_mode", N_("The file was opened as text; images must be opened in binary mode ('rb')."))
     if data is None:
         data = b""
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ImageError(f"Reading the file gave a {type(data).__name__}, not bytes; please give an image file.")
+        raise ImageError("not_bytes", N_("Reading the file gave a {kind}, not bytes; please give an image file."),
+                         kind=type(data).__name__)
     data = bytes(data)
     if len(data) > max_bytes:
         raise _too_big(None, max_bytes)
@@ -257,7 +296,9 @@ def _background(background: Any) -> tuple[int, int, int]:
         if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
             raise ValueError
     except Exception:
-        raise ImageError(f"The background colour {background!r} is not an RGB colour such as (255, 255, 255).") from None
+        raise ImageError("bad_background",
+                         N_("The background colour {colour} is not an RGB colour such as (255, 255, 255)."),
+                         colour=repr(background)) from None
     return rgb  # type: ignore[return-value]
 
 
@@ -265,37 +306,37 @@ def _background(background: Any) -> tuple[int, int, int]:
 # Identifying the format
 
 
-def _describe_non_image(data: bytes) -> str:
+def _describe_non_image(data: bytes) -> Message | str:
     """What unreadable bytes look like, as the end of a sentence ('' if nothing recognisable)."""
     head = data[:64]
     if _is_heif(data):
         return ""
     if head.startswith(b"%PDF"):
-        return "it looks like a PDF document"
+        return Message(N_("it looks like a PDF document"))
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return "it looks like a ZIP archive (or a Word/Excel/PowerPoint file)"
+        return Message(N_("it looks like a ZIP archive (or a Word/Excel/PowerPoint file)"))
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "it looks like a Python pickle, which is never opened here for safety"
+        return Message(N_("it looks like a Python pickle, which is never opened here for safety"))
     if head.startswith((b"\x1f\x8b", b"7z\xbc\xaf", b"Rar!")):
-        return "it looks like a compressed archive"
+        return Message(N_("it looks like a compressed archive"))
     if head.startswith(b"8BPS"):
-        return "it looks like a Photoshop (PSD) file"
+        return Message(N_("it looks like a Photoshop (PSD) file"))
     if head[4:8] == b"ftyp":
         if head[8:12] in _AVIF_BRANDS:
-            return "it looks like an AVIF image, which is not supported here"
-        return "it looks like a video or another media container"
+            return Message(N_("it looks like an AVIF image, which is not supported here"))
+        return Message(N_("it looks like a video or another media container"))
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if stripped.startswith((b"<svg", b"<?xml")) and b"<svg" in data[:4096].lower():
-        return "it looks like an SVG drawing, which is not supported here"
+        return Message(N_("it looks like an SVG drawing, which is not supported here"))
     if stripped.startswith((b"<!doctype html", b"<html")):
-        return "it looks like a web page (HTML), not an image; save the image itself rather than the page"
+        return Message(N_("it looks like a web page (HTML), not an image; save the image itself rather than the page"))
     sample = data[:4096]
     try:
         text = sample.decode("utf-8")
     except UnicodeDecodeError:
         text = None
     if text is not None and text and sum(c.isprintable() or c in "\r\n\t" for c in text) >= 0.95 * len(text):
-        return "it looks like a text file"
+        return Message(N_("it looks like a text file"))
     return ""
 
 
@@ -305,22 +346,32 @@ def _is_heif(data: bytes) -> bool:
 
 def _open(data: bytes) -> Image.Image:
     if not data:
-        raise ImageError(f"The file is empty (0 bytes). Please choose an image file ({_ACCEPTED}).")
+        raise ImageError("empty_file", N_("The file is empty (0 bytes). Please choose an image file ({formats})."),
+                         formats=_ACCEPTED)
     if _is_heif(data) and not _HEIF:
         raise ImageError(
-            "HEIC photos are not supported here; on an iPhone or Mac, export the photo as JPEG or PNG "
-            "(or set Settings → Camera → Formats → Most Compatible) and upload that."
+            "heic_unsupported",
+            N_("HEIC photos are not supported here; on an iPhone or Mac, export the photo as JPEG or PNG "
+               "(or set Settings → Camera → Formats → Most Compatible) and upload that."),
         )
     try:
         return Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except Image.UnidentifiedImageError as e:
         what = _describe_non_image(data)
         if not what and _looks_like_allowed(data):
-            raise ImageError(_DAMAGED) from e
-        what = f" ({what})" if what else ""
+            raise _damaged() from e
+        if what:
+            raise ImageError(
+                "not_an_image",
+                N_("This file is not an image in a supported format ({looks_like}). Accepted formats: {formats}. "
+                   "Please upload a picture saved in one of these formats."),
+                looks_like=what, formats=_ACCEPTED,
+            ) from e
         raise ImageError(
-            f"This file is not an image in a supported format{what}. Accepted formats: {_ACCEPTED}. "
-            "Please upload a picture saved in one of these formats."
+            "not_an_image",
+            N_("This file is not an image in a supported format. Accepted formats: {formats}. "
+               "Please upload a picture saved in one of these formats."),
+            formats=_ACCEPTED,
         ) from e
 
 
@@ -331,37 +382,56 @@ def _looks_like_allowed(data: bytes) -> bool:
     ) or _is_heif(data)
 
 
-_DAMAGED = (
-    "The file seems to be cut off or damaged, so the image could not be decoded. "
-    "Please re-save or re-download it and try again."
-)
+def _damaged() -> ImageError:
+    return ImageError(
+        "damaged",
+        N_("The file seems to be cut off or damaged, so the image could not be decoded. "
+           "Please re-save or re-download it and try again."),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # Decoding
 
 
-def _fmt_mp(pixels: float) -> str:
+def _fmt_mp(pixels: float) -> Message:
+    """A pixel count in words: "40 megapixels", "1.5 megapixels", "256 pixels"."""
     mp = pixels / 1e6
+    if mp < 0.1:
+        return Message(N_("{pixels:,} pixels"), pixels=int(round(pixels)))
     if mp >= 10:
-        s = f"{mp:,.0f}"
+        value: float = int(round(mp))
     else:
-        s = f"{mp:.1f}".rstrip("0").rstrip(".")
-    return f"{s} megapixels" if mp >= 0.1 else f"{pixels:,.0f} pixels"
+        value = round(mp, 1)
+        value = int(value) if value == int(value) else value
+    return Message(N_("{mp:,} megapixels"), mp=value)
 
 
-def _bomb_message(size: tuple[int, int] | None, max_pixels: int, pillow_message: str = "") -> str:
+def _bomb_error(size: tuple[int, int] | None, max_pixels: int, pillow_message: str = "") -> ImageError:
+    limit = _fmt_mp(max_pixels)
     if size is not None:
-        what = f"The image is {size[0]}×{size[1]} pixels ({_fmt_mp(size[0] * size[1])})"
-    else:
-        m = re.search(r"\((\d+) pixels\)", pillow_message)
-        what = f"The image has {_fmt_mp(int(m.group(1)))}" if m else "The image is far too large"
-    return f"{what}; the limit is {_fmt_mp(max_pixels)}. Please resize it and try again."
+        return ImageError(
+            "too_many_pixels",
+            N_("The image is {w}×{h} pixels ({size}); the limit is {limit}. Please resize it and try again."),
+            w=size[0], h=size[1], size=_fmt_mp(size[0] * size[1]), limit=limit,
+        )
+    m = re.search(r"\((\d+) pixels\)", pillow_message)
+    if m:
+        return ImageError(
+            "too_many_pixels",
+            N_("The image has {size}; the limit is {limit}. Please resize it and try again."),
+            size=_fmt_mp(int(m.group(1))), limit=limit,
+        )
+    return ImageError(
+        "too_many_pixels",
+        N_("The image is far too large; the limit is {limit}. Please resize it and try again."),
+        limit=limit,
+    )
 
 
 def _load(data: bytes, max_pixels: int, bg: tuple[int, int, int]) -> tuple[Image.Image, ImageInfo]:
     if max_pixels < 1:
-        raise ImageError("The pixel limit must be at least 1 pixel.")
+        raise ImageError("bad_pixel_limit", N_("The pixel limit must be at least 1 pixel."))
     im = _open(data)
     try:
         return _decode(im, data, max_pixels, bg)
@@ -376,21 +446,26 @@ def _decode(im: Image.Image, data: bytes, max_pixels: int, bg: tuple[int, int, i
 
     # --- dimensions, from the header, before any pixel is decoded
     if w <= 0 or h <= 0:
-        raise ImageError(f"The image claims to be {w}×{h} pixels, which is not a picture; the file is probably damaged.")
+        raise ImageError("bad_dimensions",
+                         N_("The image claims to be {w}×{h} pixels, which is not a picture; the file is probably damaged."),
+                         w=w, h=h)
     if w * h > max_pixels:
         if im.format in ("JPEG", "MPO"):
             _draft(im, max_pixels)
         if im.size[0] * im.size[1] > max_pixels:
-            raise ImageError(_bomb_message((w, h), max_pixels))
+            raise _bomb_error((w, h), max_pixels)
         info.downscaled = True
-        info.notes.append(
-            f"The image is {w}×{h} pixels ({_fmt_mp(w * h)}), above the {_fmt_mp(max_pixels)} limit, "
-            f"so it was decoded at reduced size ({im.size[0]}×{im.size[1]})."
+        info.note(
+            N_("The image is {w}×{h} pixels ({size}), above the {limit} limit, "
+               "so it was decoded at reduced size ({new_w}×{new_h})."),
+            w=w, h=h, size=_fmt_mp(w * h), limit=_fmt_mp(max_pixels), new_w=im.size[0], new_h=im.size[1],
         )
     if max(im.size) > MAX_SIDE:
         raise ImageError(
-            f"The image is {w}×{h} pixels; sides longer than {MAX_SIDE:,} pixels are not supported. "
-            "Please crop or resize it and try again."
+            "side_too_long",
+            N_("The image is {w}×{h} pixels; sides longer than {max_side:,} pixels are not supported. "
+               "Please crop or resize it and try again."),
+            w=w, h=h, max_side=MAX_SIDE,
         )
 
     # --- frames
@@ -406,8 +481,12 @@ def _decode(im: Image.Image, data: bytes, max_pixels: int, bg: tuple[int, int, i
     info.n_frames = max(1, n_frames)
     if n_frames > 1:
         info.took_first_frame = True
-        unit = "pages" if fmt == "TIFF" else "pictures" if fmt in ("JPEG", "HEIC") else "frames"
-        info.notes.append(f"This {fmt} has {n_frames} {unit}; only the first is used.")
+        if fmt == "TIFF":
+            info.note(N_("This {format} has {n} pages; only the first is used."), format=fmt, n=n_frames)
+        elif fmt in ("JPEG", "HEIC"):
+            info.note(N_("This {format} has {n} pictures; only the first is used."), format=fmt, n=n_frames)
+        else:
+            info.note(N_("This {format} has {n} frames; only the first is used."), format=fmt, n=n_frames)
 
     # --- pixels
     try:
@@ -417,11 +496,11 @@ def _decode(im: Image.Image, data: bytes, max_pixels: int, bg: tuple[int, int, i
     except MemoryError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageError(_bomb_message(None, max_pixels, str(e))) from e
+        raise _bomb_error(None, max_pixels, str(e)) from e
     except Exception as e:  # truncated data, broken stream, unsupported codec variant, ...
-        raise ImageError(_DAMAGED) from e
+        raise _damaged() from e
     if im.size[0] * im.size[1] > max_pixels or min(im.size) <= 0:  # a plugin changed its mind while decoding
-        raise ImageError(_bomb_message(im.size, max_pixels))
+        raise _bomb_error(im.size, max_pixels)
 
     # --- EXIF orientation
     out: Image.Image = im
@@ -430,10 +509,10 @@ def _decode(im: Image.Image, data: bytes, max_pixels: int, bg: tuple[int, int, i
         if orientation in (2, 3, 4, 5, 6, 7, 8):
             out = ImageOps.exif_transpose(im)
             info.exif_rotated = True
-            info.notes.append("The photo was turned upright using its camera orientation (EXIF) tag.")
+            info.note(N_("The photo was turned upright using its camera orientation (EXIF) tag."))
     except Exception:
         out = im
-        info.notes.append("The photo's orientation data (EXIF) is damaged, so it is shown as stored; it may be sideways.")
+        info.note(N_("The photo's orientation data (EXIF) is damaged, so it is shown as stored; it may be sideways."))
 
     rgb = _to_rgb(out, bg, info)
     if rgb is im:  # never hand back the object tied to the (in-memory) file
@@ -479,16 +558,20 @@ def _to_rgb(im: Image.Image, bg: tuple[int, int, int], info: ImageInfo) -> Image
         alpha = rgba.getchannel("A")
         if alpha.getextrema()[0] < 255:
             base = Image.new("RGBA", rgba.size, bg + (255,))
-            info.notes.append(f"Transparent areas were filled with the background colour {_colour_name(bg)}.")
+            info.note(N_("Transparent areas were filled with the background colour {colour}."), colour=_colour_name(bg))
             return Image.alpha_composite(base, rgba).convert("RGB")
         return rgba.convert("RGB")
     if mode == "CMYK":
-        info.notes.append("This CMYK (print) image was converted to RGB; colours may look slightly different.")
+        info.note(N_("This CMYK (print) image was converted to RGB; colours may look slightly different."))
     return im.convert("RGB")
 
 
-def _colour_name(bg: tuple[int, int, int]) -> str:
-    return {(255, 255, 255): "(white)", (0, 0, 0): "(black)"}.get(bg, f"RGB{bg}")
+def _colour_name(bg: tuple[int, int, int]) -> Message | str:
+    if bg == (255, 255, 255):
+        return Message(N_("(white)"))
+    if bg == (0, 0, 0):
+        return Message(N_("(black)"))
+    return f"RGB{bg}"
 
 
 def _rescale_high_depth(im: Image.Image, info: ImageInfo) -> Image.Image:
@@ -501,18 +584,18 @@ def _rescale_high_depth(im: Image.Image, info: ImageInfo) -> Image.Image:
     finite = np.isfinite(a)
     if not finite.any():
         out = np.zeros(a.shape, dtype=np.uint8)
-        info.notes.append("This image holds no finite values, so it is shown black.")
+        info.note(N_("This image holds no finite values, so it is shown black."))
         return Image.fromarray(out)
     lo, hi = float(a[finite].min()), float(a[finite].max())
-    kind = "floating-point" if im.mode.startswith("F") else "16-bit" if "16" in im.mode else "32-bit"
+    floating = im.mode.startswith("F")
+    kind = Message(N_("floating-point")) if floating else Message(N_("16-bit")) if "16" in im.mode else Message(N_("32-bit"))
     if hi > lo:
         scaled = (np.where(finite, a, lo) - lo) * (255.0 / (hi - lo))
-        info.notes.append(
-            f"This {kind} greyscale image was stretched from its value range {lo:g}–{hi:g} to 0–255 for display."
-        )
+        info.note(N_("This {kind} greyscale image was stretched from its value range {lo:g}–{hi:g} to 0–255 for display."),
+                  kind=kind, lo=lo, hi=hi)
     else:  # constant: keep an 8-bit-range value as it is, show anything else as mid grey
-        value = lo * 255.0 if kind == "floating-point" and 0.0 <= lo <= 1.0 else lo if 0.0 <= lo <= 255.0 else 128.0
+        value = lo * 255.0 if floating and 0.0 <= lo <= 1.0 else lo if 0.0 <= lo <= 255.0 else 128.0
         scaled = np.full(a.shape, value)
-        info.notes.append(f"This {kind} greyscale image has a single value ({lo:g}) everywhere.")
+        info.note(N_("This {kind} greyscale image has a single value ({lo:g}) everywhere."), kind=kind, lo=lo)
     out = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
     return Image.fromarray(out)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .errors import Message
 from .i18n import N_
 from .device import choose_device
 from .model import VisionTransformer
@@ -42,12 +43,15 @@ def load_model(name_or_path: str | Path, device: torch.device | str | None = Non
         else:
             found = sorted(path.glob("*.safetensors"))
             if len(found) != 1:
-                raise CheckpointError(f"{path.name}: expected config.json (Hugging Face) or exactly one .safetensors file.")
+                raise CheckpointError(
+                    "no_model_in_directory",
+                    N_("{dir}: expected config.json (Hugging Face) or exactly one .safetensors file."), dir=path.name)
             model = load_checkpoint(found[0], device)
     elif path.with_suffix(".safetensors").is_file() or path.suffix in (".safetensors", ".json"):
         model = load_checkpoint(path, device)
     else:
-        raise CheckpointError(f"No bundled model or checkpoint called {name!r}. Bundled: {', '.join(available_models()) or 'none'}.")
+        raise CheckpointError("model_not_found", N_("No bundled model or checkpoint called {name!r}. Bundled: {bundled}."),
+                              name=name, bundled=", ".join(available_models()) or Message(N_("none")))
     model.meta.setdefault("name", path.stem if path.is_file() else path.name)
     return model
 
@@ -129,7 +133,8 @@ def preprocess(image: Image.Image, model: VisionTransformer, fit: str | None = N
     x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
     x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
     if x.shape[0] != cfg.in_channels:
-        raise ValueError(f"model expects {cfg.in_channels} channels, image has {x.shape[0]}")
+        raise CheckpointError("channel_mismatch", N_("model expects {expected} channels, image has {got}"),
+                              expected=cfg.in_channels, got=int(x.shape[0]))
     mean = torch.tensor(model.meta.get("mean", [0.5] * cfg.in_channels), dtype=torch.float32)[:, None, None]
     std = torch.tensor(model.meta.get("std", [0.5] * cfg.in_channels), dtype=torch.float32)[:, None, None]
     return ((x - mean) / std)[None]

@@ -18,6 +18,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import ViTConfig
+from .errors import Joined, Message, UserError, reason
+from .i18n import N_
 from .model import VisionTransformer
 
 MAX_CHECKPOINT_BYTES = 2 * 1024**3  # ViT-H/14 in fp32 is 2.5 GB; bigger than this is refused by default
@@ -25,8 +27,12 @@ PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar"}
 SIDECAR_FORMAT = "vit-explorer/1"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message says why and what to do."""
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be loaded; the message says why and what to do.
+
+    ``CheckpointError(code, template, **params)``: a stable ``code`` ("pickle_refused"), the English
+    ``template`` and its ``params``; ``str(e)`` is the English text (see :class:`vit.errors.UserError`).
+    """
 
 
 # Building a VisionTransformer draws its initial weights from torch's global random state. Builders
@@ -47,22 +53,30 @@ def check_config(values: Mapping[str, Any], max_bytes: int = MAX_CHECKPOINT_BYTE
                       ("heads", 1), ("mlp_dim", 1), ("num_classes", 0)):
         x = v.get(name)
         if not isinstance(x, int) or isinstance(x, bool) or x < low:
-            problems.append(f"{name} must be a whole number ≥ {low}, not {x!r}")
+            problems.append(Message(N_("{name} must be a whole number ≥ {low}, not {value}"),
+                                    name=name, low=low, value=repr(x)))
     r = v.get("representation_size")
     if r is not None and (not isinstance(r, int) or isinstance(r, bool) or r < 1):
-        problems.append(f"representation_size must be empty or a whole number ≥ 1, not {r!r}")
+        problems.append(Message(N_("{name} must be empty or a whole number ≥ 1, not {value}"),
+                                name="representation_size", value=repr(r)))
     for name in ("dropout", "attention_dropout"):
         x = v.get(name)
         if not isinstance(x, (int, float)) or isinstance(x, bool) or not 0.0 <= x < 1.0:
-            problems.append(f"{name} must be a number in [0, 1), not {x!r}")
+            problems.append(Message(N_("{name} must be a number in [0, 1), not {value}"), name=name, value=repr(x)))
     eps = v.get("norm_eps")
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0.0 < eps < 1.0:
-        problems.append(f"norm_eps must be a small positive number, not {eps!r}")
+        problems.append(Message(N_("{name} must be a small positive number, not {value}"),
+                                name="norm_eps", value=repr(eps)))
     if problems:
-        raise CheckpointError("The model config is not valid: " + "; ".join(problems) + ".")
+        raise CheckpointError("invalid_config", N_("The model config is not valid: {problems}."),
+                              problems=Joined(problems, "; "))
     if v["image_size"] > MAX_IMAGE_SIZE or (v["image_size"] // v["patch_size"]) ** 2 > MAX_PATCHES:
-        raise CheckpointError(f"The model config asks for {v['image_size']}px images in {v['patch_size']}px patches; "
-                              f"at most {MAX_IMAGE_SIZE}px and {MAX_PATCHES} patches are supported.")
+        raise CheckpointError(
+            "config_too_large",
+            N_("The model config asks for {image_size}px images in {patch_size}px patches; "
+               "at most {max_image_size}px and {max_patches} patches are supported."),
+            image_size=v["image_size"], patch_size=v["patch_size"], max_image_size=MAX_IMAGE_SIZE,
+            max_patches=MAX_PATCHES)
     d, m, c, p = v["dim"], v["mlp_dim"], v["in_channels"], v["patch_size"]
     n = (v["image_size"] // p) ** 2 + 1
     per_block = 4 * d + 3 * d * d + (3 * d if v["qkv_bias"] else 0) + d * d + d + 2 * d * m + m + d
@@ -70,8 +84,10 @@ def check_config(values: Mapping[str, Any], max_bytes: int = MAX_CHECKPOINT_BYTE
     head_in = r or d
     params += (d * r + r if r else 0) + (head_in * v["num_classes"] + v["num_classes"] if v["num_classes"] else 0)
     if 2 * params > max_bytes:  # even in 16-bit floats the weights could not fit the size limit
-        raise CheckpointError(f"The model config describes {params:,} parameters, more than the "
-                              f"{max_bytes / 1e6:.0f} MB checkpoint limit allows.")
+        raise CheckpointError("model_too_large",
+                              N_("The model config describes {count:,} parameters, more than the "
+                                 "{limit_mb:.0f} MB checkpoint limit allows."),
+                              count=params, limit_mb=max_bytes / 1e6)
 
 
 # --- project checkpoints: NAME.safetensors + NAME.json -------------------------------------------
@@ -99,23 +115,28 @@ def read_safetensors(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) ->
     path = Path(path)
     refuse_pickle(path)
     if not path.is_file():
-        raise CheckpointError(f"{path.name}: no such weights file")
+        raise CheckpointError("weights_missing", N_("{file}: no such weights file"), file=path.name)
     size = path.stat().st_size
     if size > max_bytes:
         raise CheckpointError(
-            f"{path.name} is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB. Use a smaller model.")
+            "checkpoint_too_large",
+            N_("{file} is {size_mb:.0f} MB; the limit is {limit_mb:.0f} MB. Use a smaller model."),
+            file=path.name, size_mb=size / 1e6, limit_mb=max_bytes / 1e6)
     try:
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises several types for corrupt headers
-        raise CheckpointError(f"{path.name} is not a valid safetensors file ({e}).") from e
+        raise CheckpointError("invalid_safetensors", N_("{file} is not a valid safetensors file ({reason})."),
+                              file=path.name, reason=str(e)) from e
 
 
 def refuse_pickle(path: Path) -> None:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise CheckpointError(
-            f"{path.name} is a pickle file. Loading a pickle can run arbitrary code, so ViT Explorer "
-            "never opens one. Convert it to .safetensors (safetensors.torch.save_file) and try again.")
+            "pickle_refused",
+            N_("{file} is a pickle file. Loading a pickle can run arbitrary code, so ViT Explorer "
+               "never opens one. Convert it to .safetensors (safetensors.torch.save_file) and try again."),
+            file=path.name)
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", max_bytes: int = MAX_CHECKPOINT_BYTES) -> VisionTransformer:
@@ -125,18 +146,20 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", max_by
     base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
     sidecar_path = base.with_suffix(".json")
     if not sidecar_path.is_file():
-        raise CheckpointError(f"{base.name}: the JSON sidecar {sidecar_path.name} is missing.")
+        raise CheckpointError("sidecar_missing", N_("{name}: the JSON sidecar {sidecar} is missing."),
+                              name=base.name, sidecar=sidecar_path.name)
     try:
         sidecar = json.loads(sidecar_path.read_text())
         raw = sidecar.pop("config")
         if not isinstance(raw, dict):
-            raise TypeError("'config' is not a JSON object")
+            raise TypeError(Message(N_("'config' is not a JSON object")))
         check_config(raw, max_bytes)
         config = ViTConfig.from_dict(raw)
-    except CheckpointError as e:
-        raise CheckpointError(f"{sidecar_path.name}: {e}") from e
+    except CheckpointError as e:  # the same problem, said of this file: the code stays the cause's
+        raise CheckpointError(e.code, N_("{file}: {reason}"), file=sidecar_path.name, reason=e.message) from e
     except (ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError) as e:
-        raise CheckpointError(f"{sidecar_path.name} does not describe a valid model config ({e}).") from e
+        raise CheckpointError("invalid_sidecar", N_("{file} does not describe a valid model config ({reason})."),
+                              file=sidecar_path.name, reason=reason(e)) from e
     sidecar.pop("format", None)
     _check_sidecar(sidecar, config, sidecar_path.name)
     with MODEL_INIT_LOCK:
@@ -152,7 +175,8 @@ def _check_sidecar(meta: dict, config: ViTConfig, name: str) -> None:
     names = meta.get("class_names")
     if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
                               or len(names) != config.num_classes):
-        raise CheckpointError(f"{name}: class_names must be a list of {config.num_classes} strings.")
+        raise CheckpointError("invalid_class_names", N_("{file}: class_names must be a list of {n} strings."),
+                              file=name, n=config.num_classes)
     for key in ("mean", "std"):
         x = meta.get(key)
         if x is None:
@@ -160,8 +184,12 @@ def _check_sidecar(meta: dict, config: ViTConfig, name: str) -> None:
         ok = isinstance(x, list) and len(x) == config.in_channels and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in x)
         if not ok or (key == "std" and min(x) <= 0):
-            raise CheckpointError(f"{name}: {key} must be a list of {config.in_channels} finite number(s)"
-                                  + (", all positive." if key == "std" else "."))
+            if key == "std":
+                raise CheckpointError("invalid_normalisation",
+                                      N_("{file}: {key} must be a list of {n} finite number(s), all positive."),
+                                      file=name, key=key, n=config.in_channels)
+            raise CheckpointError("invalid_normalisation", N_("{file}: {key} must be a list of {n} finite number(s)."),
+                                  file=name, key=key, n=config.in_channels)
 
 
 def load_state_checked(model: VisionTransformer, state: Mapping[str, torch.Tensor]) -> None:
@@ -172,18 +200,22 @@ def load_state_checked(model: VisionTransformer, state: Mapping[str, torch.Tenso
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)} tensor(s), e.g. {missing[:3]}")
+            parts.append(Message(N_("missing {n} tensor(s), e.g. {names}"), n=len(missing), names=str(missing[:3])))
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[:3]}")
-        raise CheckpointError("The weights do not fit this model: " + "; ".join(parts) + ".")
+            parts.append(Message(N_("{n} unexpected tensor(s), e.g. {names}"), n=len(unexpected),
+                                 names=str(unexpected[:3])))
+        raise CheckpointError("weights_mismatch", N_("The weights do not fit this model: {problems}."),
+                              problems=Joined(parts, "; "))
     for name, ref in expected.items():
         t = state[name]
         if tuple(t.shape) != tuple(ref.shape):
-            raise CheckpointError(f"Tensor {name} has shape {tuple(t.shape)}, but the model needs {tuple(ref.shape)}.")
+            raise CheckpointError("wrong_shape", N_("Tensor {name} has shape {shape}, but the model needs {expected}."),
+                                  name=name, shape=str(tuple(t.shape)), expected=str(tuple(ref.shape)))
         if not t.dtype.is_floating_point:
-            raise CheckpointError(f"Tensor {name} has dtype {t.dtype}; weights must be floating point.")
+            raise CheckpointError("wrong_dtype", N_("Tensor {name} has dtype {dtype}; weights must be floating point."),
+                                  name=name, dtype=str(t.dtype))
         if not torch.isfinite(t).all():
-            raise CheckpointError(f"Tensor {name} contains NaN or infinite values.")
+            raise CheckpointError("non_finite", N_("Tensor {name} contains NaN or infinite values."), name=name)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
 
 
@@ -239,7 +271,7 @@ def convert_hf_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.
             continue
         m = _BLOCK_RE.match(k)
         if not m or m.group(2) not in _HF_BLOCK_KEYS:
-            raise CheckpointError(f"Unrecognised Hugging Face ViT weight {key!r}.")
+            raise CheckpointError("unknown_hf_weight", N_("Unrecognised Hugging Face ViT weight {key!r}."), key=key)
         layer, ours, kind = int(m.group(1)), _HF_BLOCK_KEYS[m.group(2)], m.group(3)
         if ours in ("attn.q", "attn.k", "attn.v"):
             qkv.setdefault((layer, kind), {})[ours[-1]] = value
@@ -247,7 +279,8 @@ def convert_hf_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.
             out[f"blocks.{layer}.{ours}.{kind}"] = value
     for (layer, kind), parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
-            raise CheckpointError(f"Layer {layer} is missing part of its query/key/value {kind}.")
+            raise CheckpointError("incomplete_qkv", N_("Layer {layer} is missing part of its query/key/value {kind}."),
+                                  layer=layer, kind=kind)
         out[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
     return out
 
@@ -257,7 +290,9 @@ def config_from_hf(hf: Any, state: Mapping[str, torch.Tensor] | None = None) -> 
     get = (lambda k, d=None: hf.get(k, d)) if isinstance(hf, Mapping) else (lambda k, d=None: getattr(hf, k, d))
     act = get("hidden_act", "gelu")
     if act != "gelu":
-        raise CheckpointError(f"Only the exact GELU activation is supported; this checkpoint uses {act!r}.")
+        raise CheckpointError("unsupported_activation",
+                              N_("Only the exact GELU activation is supported; this checkpoint uses {activation}."),
+                              activation=repr(act))
     keys = {k[4:] if k.startswith("vit.") else k for k in (state or {})}
     has_classifier = "classifier.weight" in keys if state is not None else bool(get("id2label"))
     num_classes = int(state[next(k for k in state if k.endswith("classifier.weight"))].shape[0]) if (state is not None and has_classifier) else 0
@@ -269,12 +304,14 @@ def config_from_hf(hf: Any, state: Mapping[str, torch.Tensor] | None = None) -> 
     try:
         values = _hf_config_values(get, image_size, patch_size, num_classes, has_pooler, has_classifier)
     except (ValueError, TypeError) as e:
-        raise CheckpointError(f"The Hugging Face config is not valid ({e}).") from e
+        raise CheckpointError("invalid_hf_config", N_("The Hugging Face config is not valid ({reason})."),
+                              reason=reason(e)) from e
     check_config(values)
     try:
         return ViTConfig(**values)
     except ValueError as e:
-        raise CheckpointError(f"The Hugging Face config is not valid ({e}).") from e
+        raise CheckpointError("invalid_hf_config", N_("The Hugging Face config is not valid ({reason})."),
+                              reason=reason(e)) from e
 
 
 def _hf_config_values(get, image_size, patch_size, num_classes, has_pooler, has_classifier) -> dict[str, Any]:
@@ -311,7 +348,8 @@ def from_hf(model_or_state_dict: Any, config: Any = None) -> VisionTransformer:
         state = dict(model_or_state_dict)
         id2label = (config.get("id2label") if isinstance(config, Mapping) else getattr(config, "id2label", None))
         if config is None:
-            raise CheckpointError("from_hf needs a config when given a bare state dict (heads cannot be inferred).")
+            raise CheckpointError("hf_config_needed",
+                                  N_("from_hf needs a config when given a bare state dict (heads cannot be inferred)."))
     keys = {k[4:] if k.startswith("vit.") else k for k in state}
     if "classifier.weight" in keys:  # HF's classification model ignores the pooler
         state = {k: v for k, v in state.items() if "pooler." not in k}
@@ -332,18 +370,27 @@ def load_hf_directory(path: str | Path, device: torch.device | str = "cpu", max_
     config_path = path / "config.json"
     weights = path / "model.safetensors"
     if not config_path.is_file():
-        raise CheckpointError(f"{path.name}: no config.json; this is not a Hugging Face model directory.")
+        raise CheckpointError("not_hf_directory",
+                              N_("{dir}: no config.json; this is not a Hugging Face model directory."), dir=path.name)
     if not weights.is_file():
         pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
-        hint = f" It has {pickles[0]}, a pickle file, which is never opened here; re-save with safe_serialization=True." if pickles else ""
-        raise CheckpointError(f"{path.name}: no model.safetensors.{hint}")
+        if pickles:
+            raise CheckpointError(
+                "pickle_refused",
+                N_("{dir}: no model.safetensors. It has {file}, a pickle file, which is never opened here; "
+                   "re-save with safe_serialization=True."),
+                dir=path.name, file=pickles[0])
+        raise CheckpointError("weights_missing", N_("{dir}: no model.safetensors."), dir=path.name)
     try:
         hf_config = json.loads(config_path.read_text())
     except ValueError as e:
-        raise CheckpointError(f"{path.name}/config.json is not valid JSON ({e}).") from e
+        raise CheckpointError("invalid_json", N_("{dir}/config.json is not valid JSON ({reason})."),
+                              dir=path.name, reason=str(e)) from e
     model_type = hf_config.get("model_type", "vit")
     if model_type not in ("vit", "deit", "dino"):
-        raise CheckpointError(f"{path.name} holds a {model_type!r} model; only ViT-style models are supported.")
+        raise CheckpointError("unsupported_model_type",
+                              N_("{dir} holds a {model_type} model; only ViT-style models are supported."),
+                              dir=path.name, model_type=repr(model_type))
     model = from_hf(read_safetensors(weights, max_bytes), hf_config)
     meta: dict[str, Any] = {"source": "huggingface", "mean": [0.5] * model.config.in_channels, "std": [0.5] * model.config.in_channels}
     pre = path / "preprocessor_config.json"
@@ -352,7 +399,9 @@ def load_hf_directory(path: str | Path, device: torch.device | str = "cpu", max_
             p = json.loads(pre.read_text())
             meta["mean"], meta["std"] = list(p.get("image_mean", meta["mean"])), list(p.get("image_std", meta["std"]))
         except (ValueError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"{path.name}/preprocessor_config.json is not valid ({e}).") from e
+            raise CheckpointError("invalid_preprocessor_config",
+                                  N_("{dir}/preprocessor_config.json is not valid ({reason})."),
+                                  dir=path.name, reason=str(e)) from e
         _check_sidecar(meta, model.config, f"{path.name}/preprocessor_config.json")
     meta["resize"] = "squash"  # HF's ViTImageProcessor resizes straight to image_size × image_size
     model.meta = meta

@@ -8,7 +8,7 @@ from ui.compute import current_trace
 from ui.i18n import _, ngettext
 from ui.models import LOCAL, model_options, option_label, trained_on
 from ui.state import FITS, class_label
-from ui.widgets import columns, percent
+from ui.widgets import columns, display_image, percent
 
 
 def _keep(widget_key: str, state_key: str) -> None:
@@ -130,6 +130,8 @@ with left:
         upload = st.file_uploader(_("PNG, JPEG, WebP, GIF, BMP, TIFF or HEIC"), key="upload",
                                   type=["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif"])
         take_file(upload, "upload")
+        st.caption(_("Your image and choices live only in this browser tab: reloading the page starts a new "
+                     "session, with the default image and model."))
     with tab_camera:
         shot = st.camera_input(_("Take a photo"), key="camera")
         take_file(shot, "camera")
@@ -163,7 +165,7 @@ image = state.current_image()
 with left:
     st.markdown(_("**Your image:** {label} · {w}×{h} px").format(
         label=state.image_label(image), w=image.image.width, h=image.image.height))
-    st.image(image.image, width=220)
+    st.image(display_image(image.image), width=220)
     for note in state.image_notes(image) + state.fit_notes(image, choice.model):
         st.info(note)
 trace = current_trace()
