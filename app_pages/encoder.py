@@ -28,38 +28,20 @@ widgets.explain(
 st.latex(r"\mathbf{y} = \text{LN}(\mathbf{z}_L^0)")
 
 
-def dot(*lines: str) -> str:
-    """Lines of text as a quoted Graphviz label."""
-    return '"' + r"\n".join(line.replace("\\", "\\\\").replace('"', '\\"') for line in lines) + '"'
-
-
 st.subheader(_("One block, with your shapes"))
-diagram, notes = widgets.columns([2, 3])
+diagram, notes = widgets.columns([1, 1])
 with diagram:
-    labels = {
-        "zin": dot(_("input z(l-1): {t} × {d}").format(t=T, d=D)),
-        "ln": dot(_("LayerNorm")),
-        "msa": dot(_("Multi-head attention"), _("{heads} heads × {dh} dims").format(heads=cfg.heads, dh=cfg.head_dim)),
-        "mlp": dot(_("MLP: Linear → GELU → Linear"), f"{D} → {cfg.mlp_dim} → {D}"),
-        "zout": dot(_("output z(l): {t} × {d}").format(t=T, d=D)),
-        "residual": dot(_("residual")),
-    }
-    st.graphviz_chart("""
-digraph block {{
-  rankdir=TB; nodesep=0.3; ranksep=0.25;
-  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica", fontsize=16, width=3.6];
-  zin [label={zin}, fillcolor="#ffffff"];
-  ln1 [label={ln}];
-  msa [label={msa}, fillcolor="#fde8d7"];
-  add1 [label="+", shape=circle, width=0.45, fontsize=20];
-  ln2 [label={ln}];
-  mlp [label={mlp}, fillcolor="#e3f4e1"];
-  add2 [label="+", shape=circle, width=0.45, fontsize=20];
-  zout [label={zout}, fillcolor="#ffffff"];
-  zin -> ln1 -> msa -> add1 -> ln2 -> mlp -> add2 -> zout;
-  zin -> add1 [style=dashed, xlabel={residual}, fontsize=13];
-  add1 -> add2 [style=dashed, xlabel={residual}, fontsize=13];
-}}""".format(**labels))
+    st.html(widgets.flow_diagram_html([
+        (_("input z(l-1): {t} × {d}").format(t=T, d=D), "plain", ""),
+        (_("LayerNorm"), "norm", ""),
+        (_("Multi-head attention") + "\n" + _("{heads} heads × {dh} dims").format(heads=cfg.heads, dh=cfg.head_dim),
+         "attention", ""),
+        ("+", "add", _("the input is added back (residual)")),
+        (_("LayerNorm"), "norm", ""),
+        (_("MLP: Linear → GELU → Linear") + f"\n{D} → {cfg.mlp_dim} → {D}", "mlp", ""),
+        ("+", "add", _("the input is added back (residual)")),
+        (_("output z(l): {t} × {d}").format(t=T, d=D), "plain", ""),
+    ]))
 with notes:
     st.markdown("\n".join("- " + item for item in (
         _("**LayerNorm** rescales each token to mean 0 and variance 1 (then a learned scale and shift). It comes "

@@ -27,7 +27,7 @@ widgets.explain(
 st.info(_("Live shapes: {s}×{s}×{c} image → {n} patches × {values} values = ({n}, {values}). "
           "Sequence length with the [class] token: {t}.").format(s=cfg.image_size, c=C, n=n, values=values, t=n + 1))
 
-left, right = widgets.columns(2)
+left, right = widgets.columns([2, 3])
 with left:
     st.subheader(_("What you gave"))
     w, h = image.image.size

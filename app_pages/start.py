@@ -2,13 +2,12 @@
 
 import streamlit as st
 
-import vit
 from ui import frame, state
 from ui.compute import current_trace
 from ui.i18n import _, ngettext
 from ui.models import LOCAL, model_options, option_label, trained_on
 from ui.state import FITS, class_label
-from ui.widgets import columns, display_image, percent
+from ui.widgets import columns, device_text, display_image, percent
 
 
 def _keep(widget_key: str, state_key: str) -> None:
@@ -63,8 +62,9 @@ def sample_gallery() -> None:
         key = f"samples_{i}"
         names = [p.name for p in members]
         st.session_state[key] = chosen if chosen in names else None
+        st.caption(_(group))
         st.image([state.sample_thumbnail(str(p)) for p in members], width=56)
-        st.pills(_(group), names, key=key, on_change=_pick_sample, args=(key,),
+        st.pills(_(group), names, key=key, on_change=_pick_sample, args=(key,), label_visibility="collapsed",
                  format_func=lambda n, m={p.name: p for p in members}: state.sample_label(m[n]))
 
 
@@ -83,7 +83,7 @@ def model_card(choice: state.ModelChoice) -> None:
     if model.class_names:
         lines.append(_("Classes: {names}").format(names=", ".join(class_label(n) for n in model.class_names)))
     st.markdown("  \n".join(lines))
-    st.caption(_("Runs on {device}").format(device=vit.describe_device(next(model.parameters()).device)))
+    st.caption(_("Runs on {device}").format(device=device_text(model)))
 
 
 def pipeline(trace, model) -> None:
@@ -116,9 +116,10 @@ st.markdown(_(
     "small square **patches**, turns each into a vector (a *token*), and lets every token look at every other "
     "one through **self-attention**. Bring an image and follow it through every stage of *An Image is Worth "
     "16×16 Words* (Dosovitskiy et al., 2020)."))
-st.markdown(_("**Where to begin:** pick a sample (or take a photo), check the model on the right, then open "
-              "**1. Patches** below and follow the links at the end of each page."))
+st.markdown(_("**Where to begin:** pick a sample (or take a photo), check the model under *2. Choose a model*, "
+              "then open **1. Patches** below and follow the links at the end of each page."))
 
+state.current_image()  # the default sample is chosen before the gallery, so the gallery can mark it
 left, right = columns([3, 2], gap="large")
 with left:
     st.subheader(_("1. Choose an image"))
@@ -165,7 +166,7 @@ image = state.current_image()
 with left:
     st.markdown(_("**Your image:** {label} · {w}×{h} px").format(
         label=state.image_label(image), w=image.image.width, h=image.image.height))
-    st.image(display_image(image.image), width=220)
+    st.image(display_image(image.image), width=160)
     for note in state.image_notes(image) + state.fit_notes(image, choice.model):
         st.info(note)
 trace = current_trace()

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import streamlit as st
 
-import vit
 from ui.compute import current_trace, trace_npz
 from ui.i18n import LANGUAGES, N_, _, choose_language, set_from_switch
 from ui.models import configure_torch, freeze_startup_objects
 from ui.state import current_image, current_model, image_label
-from ui.widgets import display_image, presenting
+from ui.widgets import device_text, display_image, presenting
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES_DIR = ROOT / "app_pages"
@@ -142,7 +141,7 @@ def sidebar() -> None:
         trained = _("untrained") if model.meta.get("untrained") else _("trained")
         st.markdown(f"**{_('Model')}:** {choice.label}  \n{trained} · {cfg.image_size}px · P={cfg.patch_size} · "
                     f"D={cfg.dim} · L={cfg.depth} · H={cfg.heads}")
-        st.caption(_("Device: {device}").format(device=vit.describe_device(next(model.parameters()).device)))
+        st.caption(_("Device: {device}").format(device=device_text(model)))
         trace = current_trace()
         st.download_button(_("Download the trace (.npz)"), data=lambda: trace_npz(trace), file_name="vit-trace.npz",
                            mime="application/octet-stream", key="download_trace", on_click="ignore",

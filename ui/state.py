@@ -225,7 +225,7 @@ def image_label(choice: ImageChoice) -> str:
         return _("upload: {name}").format(name=name)
     if source == "camera" and name:
         return _("camera: {name}").format(name=name)
-    return _("sample: {name}").format(name=choice.label)
+    return _("sample: {name}").format(name=sample_label(Path(choice.label)))
 
 
 def image_notes(choice: ImageChoice) -> list[str]:

@@ -8,12 +8,23 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from ui.i18n import _
+import vit
+from ui.i18n import _, ngettext
 from ui.state import current_model
 
 PRESENT_FONT = 20  # projector mode: base font of figures (px)
 PRESENT_TICKS = 18  # projector mode: tick labels, at least 16 px as a projector needs
 PRESENT_TITLE = 24
+
+
+def device_text(model) -> str:
+    """Where the model runs, in the page's language: 'CPU, 2 threads', 'cuda: NVIDIA H100'."""
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type == "cpu":
+        return ngettext("CPU, {n} thread", "CPU, {n} threads", torch.get_num_threads()).format(n=torch.get_num_threads())
+    return vit.describe_device(device)
 
 
 def presenting() -> bool:
@@ -135,3 +146,28 @@ def percent(p: float, digits: int = 1) -> str:
         digits += 1
         text = f"{p:.{digits}%}"
     return text
+
+
+FLOW_COLOURS = {"plain": "#ffffff", "norm": "#eef3fb", "attention": "#fde8d7", "mlp": "#e3f4e1", "add": "#f4f4f4"}
+
+
+def flow_diagram_html(steps: list[tuple[str, str, str]]) -> str:
+    """A top-to-bottom diagram as HTML: boxes joined by arrows, each ``(text, kind, note)``.
+
+    ``kind`` picks the colour (see ``FLOW_COLOURS``); ``note`` is small text beside the arrow into
+    the box (e.g. "+ residual"). Plain HTML text, so it is as readable as the page's prose on a
+    projector and a phone, unlike a scaled drawing. Every text is escaped.
+    """
+    import html
+
+    parts = []
+    for i, (text, kind, note) in enumerate(steps):
+        if i:
+            arrow = "↓" + (f" <span style='font-size:0.85em;color:#555'>{html.escape(note)}</span>" if note else "")
+            parts.append(f"<div style='text-align:center;line-height:1.6'>{arrow}</div>")
+        shape = "border-radius:50%;width:2.2em;margin:0 auto;padding:0.2em 0" if kind == "add" else \
+            "border-radius:0.5em;padding:0.35em 0.6em"
+        text_html = "<br>".join(html.escape(line) for line in text.split("\n"))
+        parts.append(f"<div style='border:1px solid #8a94a6;background:{FLOW_COLOURS.get(kind, '#fff')};"
+                     f"{shape};text-align:center;font-size:0.95em;color:#222'>{text_html}</div>")
+    return "<div style='max-width:22em;margin:0 auto'>" + "".join(parts) + "</div>"

@@ -26,7 +26,7 @@ converted with numpy.
 
 from __future__ import annotations
 
-from ._base import (
+from ._base import (  # noqa: F401 (the constants are public too: plots.FONT_SIZE, plots.CLASS_LABEL, ...)
     CLASS_LABEL, DIVERGING, FONT_SIZE, HEAD_COLOURS, SAFE_WIDTH, SEQUENTIAL, SMALL_SIZE, TICK_COLOUR, TICK_SIZE,
     TITLE_SIZE, figure_to_png,
 )

@@ -59,7 +59,9 @@ def patch_grid_figure(image: np.ndarray, patch_size: int, show_indices: bool = T
     shapes = [dict(type="line", x0=c * p - 0.5, x1=c * p - 0.5, y0=-0.5, y1=bottom, line=line, layer="above") for c in range(gw + 1)]
     shapes += [dict(type="line", x0=-0.5, x1=right, y0=r * p - 0.5, y1=r * p - 0.5, line=line, layer="above") for r in range(gh + 1)]
 
-    height = _image_height(h, w)
+    # Sized for a column of a laptop screen with the sidebar open (about 330 px), so the grid fills it
+    # instead of floating in empty space; wider columns centre it.
+    height = _image_height(h, w, target_width=400, hi=480)
     if show_indices and n <= 400:
         cell_px = height / max(gh, 1)
         size = int(np.clip(cell_px * 0.38, 8, 14))
