@@ -35,7 +35,7 @@ _GRID_WIDTH = 900  # nominal plot width (px) used to pick heights; the real widt
 # Streamlit stretches a figure to its container, so heights are picked for a nominal width: one of
 # two page columns, or the whole page. Maps keep their aspect ratio (scaleanchor) and sit centred;
 # their colour bar lies horizontally, centred under them, so it stays next to the map at any width.
-_COLUMN_WIDTH = 500
+_COLUMN_WIDTH = 420  # a half-page column: about 330 px on a laptop with the sidebar open, 540 px at 1400
 _PAGE_WIDTH = 950
 # Texts that do not wrap by themselves (titles) are wrapped for the narrowest figure they meet: a
 # page column on a 1024 px screen with the sidebar open, or a phone (~330 px); a little less, to be safe.
@@ -181,8 +181,13 @@ def _wrapped(title: str = "", subtitle: str | None = None) -> tuple[str, str | N
     return _wrap_text(title, TITLE_SIZE), (_wrap_text(subtitle, FONT_SIZE - 1) if subtitle else subtitle)
 
 
+_MULTILINE_TITLE_SHIFT = 14  # plotly.js draws a title of several lines this much higher than one of one line
+
+
 def _top_of(title_lines: int, subtitle_lines: int) -> int:
     title_px = 40 + 26 * (title_lines - 1) if title_lines else 0
+    if title_lines > 1:
+        title_px += _MULTILINE_TITLE_SHIFT
     return 20 + title_px + 21 * subtitle_lines + (6 if subtitle_lines else 0)
 
 
@@ -194,7 +199,10 @@ def _top(title: str = "", subtitle: str | None = None) -> int:
 
 def _title(text: str, subtitle: str | None = None) -> dict:
     # Pinned to the top of the figure, so ticks or labels above the plot area never run into it.
-    title = dict(text=text, x=0.01, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=10),
+    # A title of several lines is drawn _MULTILINE_TITLE_SHIFT px higher than one line (measured in
+    # Chromium): more padding keeps its first line inside the figure instead of cut at the top.
+    pad = 10 + (_MULTILINE_TITLE_SHIFT if "<br>" in text else 0)
+    title = dict(text=text, x=0.01, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=pad),
                  font=dict(size=TITLE_SIZE))
     if subtitle:
         title["subtitle"] = dict(text=subtitle, font=dict(size=FONT_SIZE - 1, color="#555"))
@@ -346,14 +354,15 @@ def _bar_length(map_w: float) -> float:
 
 def _hbar(title: str = "", length: float = _BAR_MAX, **kwargs) -> dict:
     """A horizontal colour bar, ``length`` px long (at most :data:`_BAR_MAX`), centred under the plot
-    area at the bottom of the figure, in the ``_BAR`` px of bottom margin: its title on top of it,
+    area at the bottom of the figure, in the ``_BAR`` px of bottom margin: its title under its tick labels,
     never cut, and its tick labels under it. Under a centred map it stays aligned at any width."""
     length = float(np.clip(length, 120, _BAR_MAX))
     bar = dict(orientation="h", x=0.5, xref="paper", xanchor="center", y=0, yref="container", yanchor="bottom",
                ypad=8, len=int(length), lenmode="pixels", thickness=14, outlinewidth=0,
                tickfont=_tickfont(SMALL_SIZE), **kwargs)
     if title:
-        bar["title"] = dict(text=_wrap_text(title, SMALL_SIZE + 1, length + 60), side="top",
+        # Under the tick labels: plotly.js draws a "top" title of a horizontal bar over the bar itself.
+        bar["title"] = dict(text=_wrap_text(title, SMALL_SIZE + 1, length + 60), side="bottom",
                             font=dict(size=SMALL_SIZE + 1))
     return bar
 
@@ -366,7 +375,9 @@ def _bar_space(title: str = "") -> int:
 # --- sizes --------------------------------------------------------------------------------------
 
 
-def _image_height(h: int, w: int, target_width: int = 520, lo: int = 260, hi: int = 620) -> int:
+def _image_height(h: int, w: int, target_width: int = 420, lo: int = 260, hi: int = 500) -> int:
+    """Plot height for an h×w image: sized for a half-page column on a laptop with the sidebar open
+    (about 330–450 px wide), so a square map neither floats in empty space there nor shrinks on a wide screen."""
     return int(np.clip(target_width * h / max(w, 1), lo, hi))
 
 
