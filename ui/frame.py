@@ -31,6 +31,9 @@ _CSS = """
 <style>
 /* Long labels wrap instead of being cut to "a…". */
 .stButton button p, [data-testid="stPageLink"] p { white-space: normal; overflow-wrap: anywhere; }
+/* So do metrics ("Sequence length N+1" in four columns of projector mode), labels and values. */
+[data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"], [data-testid="stMetricLabel"] p,
+[data-testid="stMetricValue"] div, [data-testid="stMetricValue"] p { white-space: normal; overflow-wrap: anywhere; }
 /* Equations scroll sideways inside their box on narrow screens instead of running off it. */
 .katex-display { overflow-x: auto; overflow-y: hidden; padding: 0.2em 0; }
 /* Plotly's toolbar only on hover, above the plot, never over a title. */

@@ -73,6 +73,8 @@ def _for_projector(fig) -> None:
     fig.update_xaxes(tickfont_size=PRESENT_TICKS, title_font_size=PRESENT_FONT)
     fig.update_yaxes(tickfont_size=PRESENT_TICKS, title_font_size=PRESENT_FONT)
     fig.update_traces(selector=dict(type="heatmap"), colorbar=dict(tickfont_size=PRESENT_TICKS))
+    fig.update_layout(legend_font_size=PRESENT_TICKS, hoverlabel_font_size=PRESENT_TICKS)
+    fig.update_annotations(font_size=PRESENT_TICKS)
     fig.update_layout(height=int((fig.layout.height or 450) * 1.15))
 
 

@@ -359,6 +359,7 @@ def _hbar(title: str = "", length: float = _BAR_MAX, **kwargs) -> dict:
     length = float(np.clip(length, 120, _BAR_MAX))
     bar = dict(orientation="h", x=0.5, xref="paper", xanchor="center", y=0, yref="container", yanchor="bottom",
                ypad=8, len=int(length), lenmode="pixels", thickness=14, outlinewidth=0,
+               ticklabeloverflow="allow",  # else plotly.js may hide the end labels ("1" of -1…1)
                tickfont=_tickfont(SMALL_SIZE), **kwargs)
     if title:
         # Under the tick labels: plotly.js draws a "top" title of a horizontal bar over the bar itself.
