@@ -505,3 +505,35 @@ def test_server_settings_keep_reruns_cheap() -> None:
     at = new_app()
     assert_no_exception(at, "start page")
     assert gc.get_freeze_count() > 10_000  # torch, numpy, plotly and Streamlit's own objects
+
+
+# --- both languages ------------------------------------------------------------------------------------
+
+
+def hangul(text: str) -> bool:
+    return any("\uac00" <= ch <= "\ud7a3" for ch in text)
+
+
+@pytest.mark.parametrize("key", ["start", *PAGE_KEYS])
+def test_every_page_in_both_languages(key: str) -> None:
+    """Every page runs in English and Korean; in Korean its title, navigation and sidebar are Korean,
+    and the language stays in the URL while the student moves between pages."""
+    from vit import i18n
+
+    for lang in ("en", "ko"):
+        with i18n.use_language(lang):  # AppTest formats widget options in this thread
+            at = new_app(lang=lang)
+            visit(at, key)
+        assert_no_exception(at, f"{key} in {lang}")
+        title = texts(at.title)
+        assert hangul(title) == (lang == "ko") or key == "start", f"{key} in {lang}: title {title!r}"
+        assert at.query_params["lang"] == [lang] or at.query_params["lang"] == lang, at.query_params
+        assert hangul(sidebar_text(at)) == (lang == "ko"), f"{key} in {lang}: sidebar {sidebar_text(at)!r}"
+
+
+def test_the_browser_language_is_the_default_and_the_switch_changes_it() -> None:
+    at = new_app()
+    assert at.query_params["lang"] in ("en", ["en"]), "AppTest has no browser locale: English"
+    at.segmented_control(key="lang_switch").set_value("ko").run()  # widgets are read in English, as shown
+    assert_no_exception(at, "after the switch")
+    assert at.query_params["lang"] in ("ko", ["ko"]) and hangul(texts(at.markdown))
