@@ -5,7 +5,7 @@ import streamlit as st
 from ui import frame, state
 from ui.compute import current_trace
 from ui.i18n import _, ngettext
-from ui.models import LOCAL, model_options, option_label, trained_on
+from ui.models import LOCAL, dataset_name, model_options, option_label, trained_on
 from ui.state import FITS, class_label
 from ui.widgets import columns, device_text, display_image, percent
 
@@ -79,7 +79,7 @@ def model_card(choice: state.ModelChoice) -> None:
         lines.append(_("Random weights: nothing has been learned yet."))
     elif meta.get("test_accuracy") is not None:
         lines.append(_("Trained on {data}: {acc} test accuracy").format(
-            data=meta.get("dataset"), acc=percent(meta["test_accuracy"])))
+            data=dataset_name(model), acc=percent(meta["test_accuracy"])))
     if model.class_names:
         lines.append(_("Classes: {names}").format(names=", ".join(class_label(n) for n in model.class_names)))
     st.markdown("  \n".join(lines))

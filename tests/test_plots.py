@@ -550,7 +550,10 @@ def test_scaling():
     assert list(fig.data[1].y) == [17**2, 65**2, 197**2]
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
     assert fig.layout.yaxis.dtick == 1 and fig.layout.yaxis2.dtick == 1  # powers of ten only
-    assert "N+1" in fig.layout.yaxis.title.text and "N+1" in fig.layout.annotations[0].text
+    # the subplot titles say what each axis counts, wrapped to a phone's half-width plot; no y titles to collide
+    assert "N+1" in fig.layout.annotations[0].text and "(N+1)²" in fig.layout.annotations[1].text
+    assert not fig.layout.yaxis.title.text and not fig.layout.yaxis2.title.text
+    assert all(len(line) <= 20 for a in fig.layout.annotations for line in a.text.split("<br>"))
     assert fig.layout.margin.t >= 110  # subplot titles clear of the subtitle
 
 

@@ -29,6 +29,11 @@ TRAINED_ON = {  # a model's meta["dataset"]: what it was trained on, in plain wo
     "fashion-mnist": N_("10 kinds of clothing, photographed as light items on a black background, 28×28 px in "
                         "grayscale"),
 }
+DATASET_NAMES = {  # a model's meta["dataset"], as a name a student reads
+    "symbols": N_("drawn digits and arrows"),
+    "shapes": N_("generated shapes"),
+    "fashion-mnist": "Fashion-MNIST",
+}
 MAX_CONCURRENT = int(os.environ.get("VIT_EXPLORER_CONCURRENCY", "2"))
 ALLOW_LOCAL_MODELS = os.environ.get("VIT_EXPLORER_LOCAL_MODELS", "1") != "0"
 
@@ -108,6 +113,13 @@ def default_model_name() -> str:
     bundled = vit.available_models()
     preferred = [name for name in DEFAULT_MODELS if name in bundled]
     return (preferred or bundled or [RANDOM_FALLBACK])[0]
+
+
+def dataset_name(model: vit.VisionTransformer) -> str:
+    """The name of the model's training data in the page's language ('Fashion-MNIST', '생성한 도형')."""
+    dataset = model.meta.get("dataset") or ""
+    name = DATASET_NAMES.get(dataset)
+    return _(name) if name and name != "Fashion-MNIST" else (name or dataset)
 
 
 def trained_on(model: vit.VisionTransformer) -> str:

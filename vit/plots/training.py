@@ -8,7 +8,7 @@ from plotly.subplots import make_subplots
 
 from vit.i18n import gettext as _
 
-from ._base import FONT_SIZE, _hover, _layout, _tickfont, _top, _top_of
+from ._base import FONT_SIZE, _hover, _layout, _line_count, _tickfont, _top, _top_of, _wrap_text
 
 
 def scaling_figure(image_sizes: list[int], patch_size: int) -> go.Figure:
@@ -19,8 +19,10 @@ def scaling_figure(image_sizes: list[int], patch_size: int) -> go.Figure:
     n = (sizes // p) ** 2
     tokens = n + 1
     cost = tokens ** 2
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
-                        subplot_titles=(_("sequence length N+1"), _("attention entries (N+1)²")))
+    # Each subplot is about 150 px wide on a phone: titles wrap to that, and the y axes carry no title
+    # (the subplot titles say what they count), so nothing runs into the neighbouring plot.
+    titles = [_wrap_text(t, FONT_SIZE, 140) for t in (_("sequence length N+1"), _("attention entries (N+1)²"))]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16, subplot_titles=titles)
     side = "%{x}"
     fig.add_trace(go.Scatter(x=sizes, y=tokens, mode="lines+markers", name="N+1", line=dict(width=3), customdata=n,
                              hovertemplate=_hover(_("{side}×{side} px → N = {n} patches + [class] = {t} tokens").format(
@@ -34,13 +36,13 @@ def scaling_figure(image_sizes: list[int], patch_size: int) -> go.Figure:
     top = _top(title, subtitle)
     # Room between the subtitle and the subplot titles (annotations just above each plot area).
     fig.update_layout(**_layout(title, 460 + top - _top_of(1, 1), subtitle=subtitle, showlegend=False,
-                                margin=dict(t=top + 34, b=10)))
+                                margin=dict(t=top + 34 + 20 * (max(_line_count(t) for t in titles) - 1), b=10)))
     fig.update_annotations(font_size=FONT_SIZE)
-    fig.update_xaxes(title=_("image side S (pixels)"), tickfont=_tickfont())
+    fig.update_xaxes(title=_("side S (px)"), tickfont=_tickfont())
     log = dict(type="log", dtick=1, exponentformat="power", showexponent="all", minor=dict(showgrid=False),
                tickfont=_tickfont())
-    fig.update_yaxes(title=_("tokens N+1 (N patches + [class])"), row=1, col=1, **log)
-    fig.update_yaxes(title=_("entries per head and layer"), row=1, col=2, **log)
+    fig.update_yaxes(row=1, col=1, **log)
+    fig.update_yaxes(row=1, col=2, **log)
     return fig
 
 
