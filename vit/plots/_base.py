@@ -354,7 +354,7 @@ def _bar_length(map_w: float) -> float:
 
 def _hbar(title: str = "", length: float = _BAR_MAX, **kwargs) -> dict:
     """A horizontal colour bar, ``length`` px long (at most :data:`_BAR_MAX`), centred under the plot
-    area at the bottom of the figure, in the ``_BAR`` px of bottom margin: its title under its tick labels,
+    area at the bottom of the figure, in the ``_BAR`` px of bottom margin: its title beside it,
     never cut, and its tick labels under it. Under a centred map it stays aligned at any width."""
     length = float(np.clip(length, 120, _BAR_MAX))
     bar = dict(orientation="h", x=0.5, xref="paper", xanchor="center", y=0, yref="container", yanchor="bottom",
@@ -362,9 +362,16 @@ def _hbar(title: str = "", length: float = _BAR_MAX, **kwargs) -> dict:
                ticklabeloverflow="allow",  # else plotly.js may hide the end labels ("1" of -1…1)
                tickfont=_tickfont(SMALL_SIZE), **kwargs)
     if title:
-        # Under the tick labels: plotly.js draws a "top" title of a horizontal bar over the bar itself.
-        bar["title"] = dict(text=_wrap_text(title, SMALL_SIZE + 1, length + 60), side="bottom",
-                            font=dict(size=SMALL_SIZE + 1))
+        # Beside the bar, on its left (plotly.js "right" for a horizontal bar), wrapped short so the bar
+        # keeps most of its length: a "top" title is drawn over the bar, and a "bottom" one can push the
+        # bar up onto the plot (both measured in Chromium).
+        text = _wrap_text(title, SMALL_SIZE + 1, 150)
+        bar["title"] = dict(text=text, side="right", font=dict(size=SMALL_SIZE + 1))
+        bar["ypad"] = 14
+        widest = max(_units(line) for line in text.split("<br>"))
+        # The title takes its room out of the bar's length: lengthen the bar by it, within what a
+        # column of ~330 px holds centred under its plot.
+        bar["len"] = int(min(length + widest * _CHAR_EM * (SMALL_SIZE + 1) + 16, 260))
     return bar
 
 
