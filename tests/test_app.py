@@ -72,7 +72,7 @@ def sidebar_text(at: AppTest) -> str:
 
 def default_label() -> str:
     path = state.default_sample()
-    return f"sample: {path.stem}" if path is not None else "random noise (no samples found)"
+    return f"sample: {state.sample_label(path)}" if path is not None else "random noise (no samples found)"
 
 
 def base_name(option: str) -> str:
@@ -489,7 +489,7 @@ def test_deep_link_to_a_sample_and_a_model() -> None:
     model = MODEL_OPTIONS[-1]
     at = new_app(sample=sample.name, model=model)
     assert_no_exception(at, "?sample=&model=")
-    assert sidebar_caption(at) == f"sample: {sample.stem}"
+    assert sidebar_caption(at) == f"sample: {state.sample_label(sample)}"
     assert at.selectbox(key="model_name").value == model
 
 

@@ -119,7 +119,7 @@ def open_url(page, url: str) -> None:
 
 
 def sidebar_caption(page) -> str:
-    """The label under the sidebar's picture, e.g. 'upload: x.png' or 'sample: shapes-arrow-up'."""
+    """The label under the sidebar's picture, e.g. 'upload: x.png' or 'sample: arrow ↑'."""
     image = page.locator("[data-testid='stSidebar'] [data-testid='stImage']").first
     try:
         image.wait_for(timeout=30_000)
