@@ -523,3 +523,24 @@ def test_the_language_switch_turns_the_page_korean(tab, server) -> None:
     assert HANGUL.search(title), f"the title is still English: {title!r}"
     nav = page.locator("[data-testid='stSidebarNav']").inner_text()
     assert HANGUL.search(nav) and "Patches" not in nav, f"the navigation is still English: {nav!r}"
+
+
+# --- e. a phone reaches the model choice -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_a_phone_reaches_the_model_choice_within_two_screens(browser, server, lang: str) -> None:
+    """On a 390×844 phone the start page's model choice starts within the first two screens (1,688 px):
+    the sample gallery is compact, not fifteen full-width pictures. (It does not fit on the first screen:
+    a lower bound keeps the measurement honest.)"""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(f"{server}/?lang={lang}")
+        settle(page)
+        heading = page.locator("[data-testid='stMain'] h3").filter(has_text=re.compile(r"^2\. ")).first
+        top = heading.evaluate("e => e.getBoundingClientRect().top + document.querySelector('[data-testid=stMain]').scrollTop")
+        assert 844 < top <= 2 * 844, f"the model choice starts at {top:.0f} px on a 390×844 phone ({lang})"
+    finally:
+        context.close()
