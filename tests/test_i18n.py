@@ -41,8 +41,8 @@ def po_entries() -> dict[str, list[tuple[str, object]]]:
             for m in read_po(f, locale="ko"):
                 if m.id:
                     ids = m.id if isinstance(m.id, tuple) else (m.id,)
-                    for i in ids:
-                        out.setdefault(i, []).append((po.name, m.string))
+                    for i in ids:  # a fuzzy entry is not used by the app: it counts as no translation
+                        out.setdefault(i, []).append((po.name, "" if m.fuzzy else m.string))
     return out
 
 
