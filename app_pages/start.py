@@ -4,7 +4,7 @@ import streamlit as st
 
 from ui import frame, state
 from ui.compute import current_trace
-from ui.i18n import _, ngettext
+from ui.i18n import _, md_escape, ngettext
 from ui.models import LOCAL, dataset_name, model_options, option_label, trained_on
 from ui.state import FITS, class_label
 from ui.widgets import columns, device_text, display_image, percent
@@ -81,7 +81,7 @@ def model_card(choice: state.ModelChoice) -> None:
         lines.append(_("Trained on {data}: {acc} test accuracy").format(
             data=dataset_name(model), acc=percent(meta["test_accuracy"])))
     if model.class_names:
-        lines.append(_("Classes: {names}").format(names=", ".join(class_label(n) for n in model.class_names)))
+        lines.append(_("Classes: {names}").format(names=", ".join(md_escape(class_label(n)) for n in model.class_names)))
     st.markdown("  \n".join(lines))
     st.caption(_("Runs on {device}").format(device=device_text(model)))
 

@@ -9,6 +9,7 @@ computed here from each model's configuration, not read back from the app.
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -59,15 +60,20 @@ def assert_no_exception(at: AppTest, where: str) -> None:
         pytest.fail(f"{where}: the app raised\n{text}")
 
 
+def shown(markdown: str) -> str:
+    """Markdown as a reader sees it: user text (file names) is backslash-escaped by the app, shown without."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def sidebar_caption(at: AppTest) -> str:
     """The caption under the sidebar's image: the label of the session's image."""
-    captions = [c for image in at.sidebar.image for c in image.captions]
+    captions = [shown(c) for image in at.sidebar.image for c in image.captions]
     assert captions, "the sidebar shows no image (frame.sidebar() did not run on this page)"
     return captions[0]
 
 
 def sidebar_text(at: AppTest) -> str:
-    return "\n".join(m.value for m in at.sidebar.markdown)
+    return "\n".join(shown(m.value) for m in at.sidebar.markdown)
 
 
 def default_label() -> str:
@@ -214,7 +220,7 @@ def test_upload_is_used_on_every_page() -> None:
         visit(at, key)
         check_page(at, key, config_of(name), label="upload: student.png", model_label=name)
         if key == "patches":
-            given = [c for image in at.main.image for c in image.captions]
+            given = [shown(c) for image in at.main.image for c in image.captions]
             assert any("upload: student.png" in c and "96×72" in c for c in given), given
 
 
@@ -537,3 +543,68 @@ def test_the_browser_language_is_the_default_and_the_switch_changes_it() -> None
     at.segmented_control(key="lang_switch").set_value("ko").run()  # widgets are read in English, as shown
     assert_no_exception(at, "after the switch")
     assert at.query_params["lang"] in ("ko", ["ko"]) and hangul(texts(at.markdown))
+
+
+# --- hostile text and unexpected errors ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["[click me](https://example.org).png", "![t](http://127.0.0.1:9/x.png).png",
+                                  "$\\rule{2000px}{2000px}$.png", "<img src=x onerror=alert(1)>.png"])
+def test_a_file_name_is_shown_as_text(name: str) -> None:
+    """An upload's file name is the user's text: in every markdown and caption it is escaped, so it can be
+    no link, no image fetched from elsewhere, no formula and no HTML; a reader sees the name itself."""
+    at = new_app()
+    upload(at, name, png_bytes(40, 30))
+    assert_no_exception(at, name)
+    shown_texts = [c for image in at.sidebar.image for c in image.captions] + [m.value for m in at.markdown]
+    carrying = [t for t in shown_texts if shown(t).find(name) >= 0]
+    assert carrying, f"the file name {name!r} is not shown at all"
+    for t in carrying:
+        raw = t[t.find("upload: ") + len("upload: "):] if "upload: " in t else t
+        assert not re.search(r"(?<!\\)[\[\]()$<>!]", raw.split(" · ")[0]), f"unescaped markup in {t!r}"
+
+
+def test_an_unexpected_error_shows_an_apology_not_a_traceback(monkeypatch) -> None:
+    from ui import compute
+
+    at = new_app()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("/srv/secret/path: something internal")
+
+    monkeypatch.setattr(compute, "_shared_trace", broken)
+    visit(at, "attention")
+    assert not at.exception, "the error reached Streamlit, which would show its traceback"
+    said = texts(at.error)
+    assert "Sorry, something went wrong" in said and "/srv/secret" not in said and "Traceback" not in said
+    assert at.button(key="start_over")
+    monkeypatch.undo()
+    at.button(key="start_over").click().run()
+    assert_no_exception(at, "after starting over")
+    assert not at.error and sidebar_caption(at) == default_label()
+
+
+def test_the_shipped_config_hides_tracebacks() -> None:
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] in ("none", "type")
+
+
+@pytest.mark.parametrize("size", [(1000, 6), (4000, 1), (3, 3)])
+def test_extreme_shapes_display_on_every_page(size) -> None:
+    """Images the loader accepts but a browser cannot show as they are (160:1 and worse) are shown as a
+    bounded, padded picture: no page fails, and every picture the app sends is at most 16:1 and 1600 px."""
+    from ui.widgets import display_image
+
+    shown_image = display_image(Image.new("RGB", size, "red"))
+    w, h = shown_image.size
+    assert max(w, h) <= 1600 and max(w, h) <= 16 * min(w, h), (size, shown_image.size)
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
+    at = new_app()
+    upload(at, "odd.png", buf.getvalue())
+    assert sidebar_caption(at) == "upload: odd.png", "the odd image should be the session's image"
+    for key in ["start", *PAGE_KEYS]:
+        visit(at, key)
+        assert_no_exception(at, f"{key} with a {size[0]}×{size[1]} image")

@@ -436,7 +436,8 @@ def _app_test():
 
 
 def _sidebar_text(at) -> str:
-    return "\n".join(str(m.value) for m in at.sidebar.markdown)
+    """The sidebar's markdown as a reader sees it (the app backslash-escapes user text such as file names)."""
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(m.value) for m in at.sidebar.markdown))
 
 
 def _no_exceptions(at) -> None:

@@ -4,6 +4,7 @@ the guided path ("previous stage", "next stage"). ``app.py`` calls :func:`run` a
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import streamlit as st
@@ -91,11 +92,44 @@ def run() -> None:
     st.html(_CSS + (_PRESENT_CSS if presenting() else ""))
     by_key = pages()
     nav = st.navigation(list(by_key.values()))
-    nav.run()
     key = next((k for k, p in by_key.items() if p.url_path == nav.url_path), "")
+    # An unexpected error never shows a student a traceback (the shipped config hides Streamlit's own
+    # details too): a short apology and a way to start over; the server log keeps the whole story.
+    if not _guarded(nav.run, f"page {key or 'start'}"):
+        return
     if key in STAGES:
         guided_path(key, by_key)
-    sidebar()  # after the page, so it shows what the page just chose
+    _guarded(sidebar, "sidebar")  # after the page, so it shows what the page just chose
+
+
+_LOG = logging.getLogger("vit_explorer")
+
+
+def _guarded(part, where: str) -> bool:
+    """Run a part of the page; on an unexpected error log it and show the apology. True if it ran."""
+    try:
+        part()
+        return True
+    except Exception:  # st.stop and st.rerun are BaseExceptions and pass through
+        _LOG.exception("unexpected error in %s", where)
+        apology()
+        return False
+
+
+def _start_over() -> None:
+    keep = {k: st.session_state[k] for k in ("lang", "present") if k in st.session_state}
+    for k in list(st.session_state.keys()):
+        del st.session_state[k]
+    st.session_state.update(keep)
+    st.query_params.clear()
+    st.query_params.update({"lang": keep.get("lang", "en"), **({"present": "1"} if keep.get("present") else {})})
+
+
+def apology() -> None:
+    st.error(_("Sorry, something went wrong on this page. Starting over with the default image usually helps; "
+               "if it happens again, tell your teacher what you did just before."),
+             icon=":material/sentiment_dissatisfied:")
+    st.button(_("Start over"), key="start_over", on_click=_start_over, type="primary")
 
 
 def keep_params() -> dict[str, str]:

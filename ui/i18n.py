@@ -6,12 +6,14 @@ thread that runs this session's script, where :func:`vit.i18n.gettext` finds it,
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 from vit import i18n
 from vit.i18n import LANGUAGES, N_, gettext as _, ngettext  # noqa: F401  (re-exported for pages)
 
-__all__ = ["LANGUAGES", "N_", "_", "ngettext", "choose_language", "language", "error_text", "number"]
+__all__ = ["LANGUAGES", "N_", "_", "ngettext", "choose_language", "language", "error_text", "md_escape", "number"]
 
 
 def from_locale(locale: str | None) -> str:
@@ -64,6 +66,16 @@ def error_text(error: Exception) -> str:
         except (KeyError, IndexError, ValueError):
             return template.format(**params)
     return str(error)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$&:])")
+
+
+def md_escape(text: object) -> str:
+    """User-supplied text (a file name, a class name) made safe to put into Streamlit markdown or a caption:
+    every markdown, LaTeX (``$``) and HTML character is backslash-escaped, so it shows as the text itself,
+    never as a link, an image fetched from elsewhere, a formula or markup."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
 def number(value: float, digits: int = 0) -> str:

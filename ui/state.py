@@ -16,7 +16,7 @@ import streamlit as st
 from PIL import Image, ImageOps
 
 import vit
-from ui.i18n import N_, _, error_text
+from ui.i18n import N_, _, error_text, md_escape
 from ui import models
 from ui.models import LOCAL, UNTRAINED, default_model_name, model_options, option_label
 from vit.images import ImageError, load_image_info
@@ -105,7 +105,7 @@ def load_user_model(path_text: str) -> str | None:
     except (vit.CheckpointError, ValueError, OSError) as e:
         return error_text(e)
     stamp = path.stat().st_mtime_ns
-    st.session_state["user_model"] = {"model": model, "key": f"session:{path}@{stamp}", "label": path.name}
+    st.session_state["user_model"] = {"model": model, "key": f"session:{path}@{stamp}", "label": md_escape(path.name)}
     return None
 
 
@@ -221,10 +221,10 @@ def image_label(choice: ImageChoice) -> str:
     source, _sep, name = choice.label.partition(": ")
     if choice.label == "noise":
         return _("random noise (no samples found)")
-    if source == "upload" and name:
-        return _("upload: {name}").format(name=name)
+    if source == "upload" and name:  # the file's own name: the user's text, shown as text (escaped markdown)
+        return _("upload: {name}").format(name=md_escape(name))
     if source == "camera" and name:
-        return _("camera: {name}").format(name=name)
+        return _("camera: {name}").format(name=md_escape(name))
     return _("sample: {name}").format(name=sample_label(Path(choice.label)))
 
 

@@ -47,19 +47,39 @@ def columns(spec, **kwargs) -> list:
     return st.columns(spec, **kwargs)
 
 
+DISPLAY_MAX_SIDE = 1600  # px: what the app ever asks the browser to show of an image
+DISPLAY_MAX_ASPECT = 16  # longer side ÷ shorter side; beyond it the picture is padded (st.image cannot encode 160:1)
+
+
 def display_image(image, min_size: int = 224) -> Image.Image:
-    """An image to show on screen: one whose longer side is under ``min_size`` px is enlarged by a whole
-    factor with nearest-neighbour, so each pixel becomes a sharp square block of its own colour instead of
-    a blur into its neighbours'. Larger images are returned as they are. For display only, never for the model.
+    """A safe, bounded picture of ``image`` to show on screen, never to give the model.
+
+    - A small image (longer side under ``min_size``) is enlarged by a whole factor with nearest-neighbour,
+      so each pixel becomes a sharp block of its own colour instead of a blur into its neighbours'.
+    - A large one is shrunk so its longer side is at most ``DISPLAY_MAX_SIDE``.
+    - A very elongated one (beyond ``DISPLAY_MAX_ASPECT``:1) is padded with grey to that ratio, so it is
+      still visible and the browser never gets a 40000×1 picture it cannot encode or draw.
     """
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image))
     w, h = image.size
     longest = max(w, h)
-    if longest <= 0 or longest >= min_size:
+    if longest <= 0:
         return image
-    k = -(-int(min_size) // longest)  # ceil: the smallest whole factor that reaches min_size
-    return image.resize((w * k, h * k), Image.Resampling.NEAREST)
+    if longest < min_size:
+        k = -(-int(min_size) // longest)  # ceil: the smallest whole factor that reaches min_size
+        image = image.resize((w * k, h * k), Image.Resampling.NEAREST)
+    elif longest > DISPLAY_MAX_SIDE:
+        scale = DISPLAY_MAX_SIDE / longest
+        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
+    w, h = image.size
+    if max(w, h) > DISPLAY_MAX_ASPECT * min(w, h):
+        side = -(-max(w, h) // DISPLAY_MAX_ASPECT)
+        canvas = Image.new(image.mode if image.mode in ("RGB", "L", "RGBA") else "RGB",
+                           (w, max(h, side)) if w >= h else (max(w, side), h), "#bdbdbd" if image.mode != "L" else 189)
+        canvas.paste(image.convert(canvas.mode), ((canvas.width - w) // 2, (canvas.height - h) // 2))
+        image = canvas
+    return image
 
 
 def figure_name(stage: str, **parts) -> str:
