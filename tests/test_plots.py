@@ -857,3 +857,13 @@ def test_korean_keeps_every_plotly_field():
         korean_figures = _all_figures(np.random.default_rng(0))
     assert fields(korean_figures) == english
     assert any("패치" in str(fig.layout.title.text) for fig in korean_figures.values())
+
+
+def test_class_names_are_text_not_html():
+    """A checkpoint's class names are data: plotly.js would render a link or markup in a label, so they are escaped."""
+    names = ['<a href="http://example.org">click</a>', "<img src=x>", "plain"]
+    probs = np.array([[0.5, 0.3, 0.2]] * 3)
+    for fig in (top_k_figure(probs[-1], names, k=3), logit_lens_figure(probs, names, top=3)):
+        labels = [str(v) for trace in fig.data for v in (trace.y if trace.y is not None else [])]
+        assert labels and not any("<a " in v or "<img" in v for v in labels), labels
+        assert any("&lt;a href" in v for v in labels) and any(v == "plain" for v in labels), labels

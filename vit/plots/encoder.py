@@ -6,6 +6,8 @@ looks like a confident answer.
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -23,8 +25,9 @@ _NAME_WIDTH = 150  # px: class names longer than this are wrapped onto a second 
 
 def _class_label(name: str) -> str:
     """A class name (data) as a tick label of at most two lines of :data:`_NAME_WIDTH` px, cut with
-    "…" beyond, so the bars and cells keep most of a phone's width."""
-    lines = _wrap_text(str(name), TICK_SIZE, _NAME_WIDTH).split("<br>")
+    "…" beyond, so the bars and cells keep most of a phone's width. The name is text: plotly.js renders
+    some HTML in labels (links, images of sorts), so a checkpoint's own names are HTML-escaped."""
+    lines = [html.escape(line, quote=False) for line in _wrap_text(str(name), TICK_SIZE, _NAME_WIDTH).split("<br>")]
     if len(lines) <= 2:
         return "<br>".join(lines)
     budget = _budget(TICK_SIZE, _NAME_WIDTH)
