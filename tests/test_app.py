@@ -61,8 +61,9 @@ def assert_no_exception(at: AppTest, where: str) -> None:
 
 
 def shown(markdown: str) -> str:
-    """Markdown as a reader sees it: user text (file names) is backslash-escaped by the app, shown without."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    """Markdown as a reader sees it: user text (file names) is backslash-escaped by the app, shown without
+    (and a zero-width space that keeps a bare web address from becoming a link is invisible)."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u200b", "")
 
 
 def sidebar_caption(at: AppTest) -> str:

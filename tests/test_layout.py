@@ -20,6 +20,7 @@ one browser context per window, and measured by one script (``MEASURE``) that bo
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from helpers_server import running_app
+from PIL import Image
 
 pytestmark = pytest.mark.browser
 
@@ -544,3 +546,26 @@ def test_a_phone_reaches_the_model_choice_within_two_screens(browser, server, la
         assert 844 < top <= 2 * 844, f"the model choice starts at {top:.0f} px on a 390×844 phone ({lang})"
     finally:
         context.close()
+
+
+# --- f. a hostile file name is text in the browser too ------------------------------------------------------
+
+
+def test_a_hostile_file_name_shows_as_text(tab, server) -> None:
+    """A file named like markdown becomes no link, no fetched image and no formula: the page shows the name
+    (with an invisible zero-width space that keeps a bare web address from becoming a link)."""
+    name = "[click me](https://example.org) ![t](http://127.0.0.1:9/x.png) $x^2$.png"
+    page = tab
+    page.goto(f"{server}/?lang=en")
+    settle(page)
+    page.get_by_role("tab", name="Upload").click()
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(buf, "PNG")
+    page.locator("input[type=file]").first.set_input_files(files=[{"name": name, "mimeType": "image/png", "buffer": buf.getvalue()}])
+    page.locator("[data-testid='stSidebar'] [data-testid='stImage']", has_text="click me").first.wait_for(timeout=TIMEOUT_MS)
+    settle(page)
+    caption = page.locator("[data-testid='stSidebar'] [data-testid='stImage']").first.inner_text().replace("\u200b", "")
+    assert name in caption, f"the sidebar should show the file's name as it is: {caption!r}"
+    assert page.locator("a[href*='example.org']").count() == 0, "the file name became a link"
+    assert page.locator("img[src*='127.0.0.1:9']").count() == 0, "the file name made the browser fetch an image"
+    assert page.locator("[data-testid='stSidebar'] .katex").count() == 0, "the file name became a formula"

@@ -73,9 +73,14 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$&:])")
 
 def md_escape(text: object) -> str:
     """User-supplied text (a file name, a class name) made safe to put into Streamlit markdown or a caption:
-    every markdown, LaTeX (``$``) and HTML character is backslash-escaped, so it shows as the text itself,
-    never as a link, an image fetched from elsewhere, a formula or markup."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    every markdown, LaTeX (``$``) and HTML character is backslash-escaped, and a bare web address is broken
+    by an invisible zero-width space, so it shows as the text itself, never as a link, an image fetched
+    from elsewhere, a formula or markup."""
+    text = str(text).replace("\n", " ")
+    # GitHub-flavoured markdown turns a bare "https://…" or "www.…" into a link even when escaped: a
+    # zero-width space after "//" and "www" keeps it text (and invisible).
+    text = re.sub(r"(?i)(://|\bwww)(?=\S)", lambda m: m.group(1) + "\u200b", text)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def number(value: float, digits: int = 0) -> str:
