@@ -63,27 +63,6 @@ def upload_png() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def playwright():
-    with sync_api.sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright):
-    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def server() -> str:
-    with running_app() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def student(browser, server):
     """One student's tab, which uploads a picture on the start page (in test_upload) and keeps it."""
     context = browser.new_context(viewport=VIEWPORT)

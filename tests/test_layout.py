@@ -27,7 +27,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers_server import running_app
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -304,27 +303,6 @@ MEASURE = r"""(minTick) => {
     hide.remove();
     return {problems, figures, text, h1: clean(document.querySelector('h1')?.innerText)};
 }"""
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    with sync_api.sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright):
-    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def server() -> str:
-    with running_app() as url:
-        yield url
 
 
 class Views:

@@ -131,6 +131,17 @@ def _bar_of(shared_scale: bool, colorbar_title: str, percent: bool, attention: b
     return colorbar_title or _value_name(), percent
 
 
+def _prepared(maps, shared_scale, zmin, zmax, title, colorbar_title, percent, attention):
+    """What both map grids start from: whether the range is fixed, the colour bar's title,
+    whether values show as %, and the maps scaled as :func:`_scaled` does (attention from 0)."""
+    fixed = zmin is not None and zmax is not None
+    bar_title, percent = _bar_of(shared_scale, colorbar_title, percent, attention)
+    if attention and shared_scale and zmin is None:
+        zmin = 0.0
+    data, zmin, zmax, title = _scaled(maps, shared_scale, zmin, zmax, title)
+    return fixed, bar_title, percent, data, zmin, zmax, title
+
+
 def _maps_grid(
     maps: np.ndarray,
     row_ticks: list[str],
@@ -158,12 +169,9 @@ def _maps_grid(
     the figure is exactly as tall as its content. A fixed range (``zmin`` and ``zmax``) gets
     colour-bar ticks at both ends."""
     r, c, h, w = maps.shape
-    fixed = zmin is not None and zmax is not None
-    bar_title, percent = _bar_of(shared_scale, colorbar_title, percent, attention)
-    if attention and shared_scale and zmin is None:
-        zmin = 0.0
+    fixed, bar_title, percent, data, zmin, zmax, title = _prepared(maps, shared_scale, zmin, zmax, title,
+                                                                   colorbar_title, percent, attention)
     factor = 100.0 if percent else 1.0
-    data, zmin, zmax, title = _scaled(maps, shared_scale, zmin, zmax, title)
     z = _f32(_tile(data.astype(np.float64) * factor, gap=1))
     lo, hi = _bounds(z, None if zmin is None else zmin * factor, None if zmax is None else zmax * factor)
     # Category axes carry the hover text: one short label per row and column of cells, not per cell.
@@ -212,12 +220,9 @@ def _maps_wrapped(maps: np.ndarray, names: list[str], per_row: int, title: str, 
                   colorbar_title: str = "", percent: bool = False, attention: bool = False) -> go.Figure:
     """A single row of (1, C, h, w) maps wrapped onto rows of ``per_row``, each labelled above its tile."""
     c, h, w = maps.shape[1:]
-    fixed = zmin is not None and zmax is not None
-    bar_title, percent = _bar_of(shared_scale, colorbar_title, percent, attention)
-    if attention and shared_scale and zmin is None:
-        zmin = 0.0
+    fixed, bar_title, percent, data, zmin, zmax, title = _prepared(maps, shared_scale, zmin, zmax, title,
+                                                                   colorbar_title, percent, attention)
     factor = 100.0 if percent else 1.0
-    data, zmin, zmax, title = _scaled(maps, shared_scale, zmin, zmax, title)
     rows = math.ceil(c / per_row)
     tiles = _wrap(data[0], per_row, np.float32(np.nan))  # (rows, per_row, h, w)
     label_px = 24
