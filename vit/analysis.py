@@ -2,7 +2,8 @@
 
 Each matches the paper's figures: PCA of the patch-embedding filters (Fig. 7 left), cosine
 similarity of position embeddings (Fig. 7 centre), mean attention distance (Fig. 7 right) and
-attention rollout (Fig. 6, after Abnar & Zuidema 2020).
+attention rollout (Fig. 6, after Abnar & Zuidema 2020); and its class-specific, gradient-weighted
+variant (Chefer et al. 2021), used by ``vit.explain``.
 """
 
 from __future__ import annotations
@@ -123,6 +124,35 @@ def class_rollout_map(rollout: Tensor, grid: tuple[int, int]) -> Tensor:
     """The [class] token's row of a rollout, over the patches, as a (B, gh, gw) map scaled to max 1."""
     m = rollout[:, 0, 1:].reshape(-1, *grid)
     return m / m.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+
+
+def class_attention_map(attention: Tensor, grid: tuple[int, int], head_fusion: str = "mean") -> Tensor:
+    """The [class] token's attention over the patches in one layer, heads fused: (B, gh, gw) from
+    (B, H, N+1, N+1). Raw probabilities: with the [class] token's attention to itself, they sum to 1."""
+    return fuse_heads(attention.float(), head_fusion)[:, 0, 1:].reshape(-1, *grid)
+
+
+def gradient_rollout(attentions: list[Tensor], gradients: list[Tensor | None]) -> Tensor:
+    """Gradient-weighted attention relevance (Chefer, Gur & Wolf 2021, "Generic Attention-model
+    Explainability"): (B, T, T) from each layer's attention A (B, H, T, T) and ∂y_c/∂A.
+
+    Start from R = I (each token is relevant to itself, through the residual); for each layer, first
+    to last, weight the attention by its gradient, keep the positive part and average the heads,
+    Ā = E_h[(∇A ⊙ A)⁺], and add what flows through it: R ← R + Ā·R. Row 0 is the relevance of every
+    token for the [class] token's decision on class c. Unlike rollout it depends on c, and heads that
+    push against c count for nothing. A missing gradient (None) counts as zero.
+    """
+    result = None
+    for attn, grad in zip(attentions, gradients, strict=True):
+        a = attn.float()
+        weighted = torch.zeros_like(a) if grad is None else (grad.float() * a).clamp_min(0)
+        fused = weighted.mean(dim=-3)  # (B, T, T)
+        if result is None:
+            result = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device).expand_as(fused)
+        result = result + fused @ result
+    if result is None:
+        raise ValueError("gradient_rollout needs at least one layer")
+    return result
 
 
 def mean_attention_distance(attention: Tensor, grid: tuple[int, int], patch_size: int) -> Tensor:

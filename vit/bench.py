@@ -4,6 +4,7 @@
     python -m vit.bench --cases tiny --reps 50
     python -m vit.bench --smoke              # a few seconds, tiny sizes (used by the tests)
     python -m vit.bench --repeat 3           # each case 3 times: median ratio and its range across runs
+    python -m vit.bench --interventions      # issue #13: an intervention's trace and a batched occlusion map
 
 Two comparisons per case, both under ``torch.inference_mode()``:
 
@@ -22,6 +23,12 @@ first) so that background load hits both alike.
 On CPU, page faults matter: outputs land on fresh pages whenever glibc has handed freed memory
 back to the OS, and the trace returns more tensors than Hugging Face does (z'l, patches, ...).
 Page faults per call are reported; ``--keep-freed-memory`` turns trimming off for both sides.
+
+``--interventions`` times the "What if…?" library instead (no Hugging Face needed): for the bundled
+models and random ``tiny-symbols`` models (64 px, and 96 px for a 12×12 grid), one image's full
+trace under an intervention (target ≤ 0.25 s on 2 CPU cores) and its occlusion map, every patch
+hidden in turn as one batched forward pass (target ≤ 0.5 s); the gradient map and the deletion
+and insertion curves for reference. Written to artifacts/bench_interventions.json by default.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from .device import choose_device, describe_device
 
 TOLERANCE = 1e-4  # fp32 agreement required before timing
 DEFAULT_JSON = Path("artifacts") / "bench.json"
+DEFAULT_INTERVENTIONS_JSON = Path("artifacts") / "bench_interventions.json"
 COLUMNS = ("case", "batch", "mode", "dtype", "ours_ms", "hf_ms", "ratio", "max_abs_diff")
 HEADERS = ("case", "batch", "mode", "dtype", "ours ms", "HF ms", "ours/HF", "max |Δ|")
 
@@ -468,6 +476,122 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths), *map(line, cells[1:])])
 
 
+# --- interventions and explanations (issue #13) -----------------------------------------------
+
+INTERVENTION_TARGETS_MS = {"trace+intervention": 250.0, "occlusion": 500.0}  # on 2 CPU cores
+
+
+def intervention_models(smoke: bool = False, notes: list[str] | None = None) -> list[tuple[str, Any]]:
+    """(label, model) to time: the bundled models, else random ones of their presets, and random
+    ``tiny-symbols`` models at 64 px (its preset) and 96 px (a 12×12 grid of 8-px patches)."""
+    from .model import VisionTransformer
+
+    def random(cfg: ViTConfig) -> VisionTransformer:
+        torch.manual_seed(0)
+        return VisionTransformer(cfg).eval().requires_grad_(False)
+
+    if smoke:
+        return [("smoke", random(SMOKE_CONFIG))]
+    from .loading import available_models, load_model
+
+    found = []
+    for name in available_models():
+        try:
+            found.append((name, load_model(name, device="cpu")))
+        except Exception as e:  # a half-written or non-model file in assets/models
+            if notes is not None:
+                notes.append(f"skipped bundled {name!r}: {e}")
+    if not any("shapes" in name for name, _ in found):
+        found.append(("tiny-shapes (random)", random(ViTConfig.preset("tiny-shapes"))))
+    symbols = ViTConfig.preset("tiny-symbols")
+    found.append((f"tiny-symbols {symbols.image_size}px (random)", random(symbols)))
+    found.append(("tiny-symbols 96px (random)", random(symbols.replace(image_size=96))))
+    return found
+
+
+def intervention_rows(label: str, model, device: torch.device, reps: int, warmup: int,
+                      min_seconds: float) -> list[dict[str, Any]]:
+    """Median milliseconds of each intervention / explanation call on one image for one model."""
+    from . import explain
+    from .intervention import Intervention
+
+    model = model.to(device)
+    cfg = model.config
+    n = cfg.num_patches
+    x = torch.randn(1, cfg.in_channels, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(1)).to(device)
+    # A typical "what if": a quarter of the patches hidden by the mean, a head off, an MLP skipped.
+    iv = Intervention(hide=tuple(range(0, n, 4)), hide_with="mean", heads_off=((0, 0),), skip_mlp=(cfg.depth - 1,))
+    saliency = torch.rand(n, generator=torch.Generator().manual_seed(2))
+    calls = {
+        "trace": lambda: model.trace(x),
+        "trace+intervention": lambda: model.trace(x, intervention=iv),
+        "occlusion": lambda: explain.occlusion_map(model, x),
+        "gradient": lambda: explain.gradient_map(model, x),
+        "deletion+insertion": lambda: explain.deletion_insertion(model, x, saliency),
+    }
+    items = {"occlusion": n + 1, "deletion+insertion": 2 * (n + 1)}
+    rows = []
+    for what, fn in calls.items():
+        with torch.inference_mode():
+            (ms,), _, r = time_interleaved([fn], reps, warmup, device, min_seconds)
+        target = INTERVENTION_TARGETS_MS.get(what)
+        rows.append({"model": label, "patches": n, "call": what, "batch": items.get(what, 1), "ms": ms, "reps": r,
+                     "target_ms": target, "within_target": None if target is None else ms <= target})
+    return rows
+
+
+def format_intervention_table(rows: list[dict[str, Any]]) -> str:
+    headers = ("model", "patches", "call", "batch", "ms", "target")
+    cells = [headers]
+    for r in rows:
+        target = "" if r["target_ms"] is None else f"≤{r['target_ms']:.0f} {'ok' if r['within_target'] else 'OVER'}"
+        cells.append((r["model"], str(r["patches"]), r["call"], str(r["batch"]), f"{r['ms']:.1f}", target))
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row):
+        return "  ".join(c.rjust(w) if i in (1, 3, 4) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths), *map(line, cells[1:])])
+
+
+def run_interventions_bench(reps: int = 10, warmup: int = 2, device: str | torch.device | None = None,
+                            threads: int | None = None, smoke: bool = False, json_path: str | Path | None = None,
+                            out: Callable[[str], Any] | None = print, min_seconds: float = 1.0) -> dict[str, Any]:
+    """Time interventions and explanations; returns {"machine", "settings", "notes", "rows"}."""
+    say = out or (lambda s: None)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        if smoke:
+            reps, warmup, min_seconds = min(reps, 2), min(warmup, 1), 0.0
+        dev = choose_device(str(device) if device is not None else None)
+        notes: list[str] = []
+        machine = machine_info(dev)
+        load, cores = machine.get("load_average_1min"), machine.get("usable_cores") or 1
+        if dev.type == "cpu" and load is not None and load > 0.5 * cores:
+            notes.append(f"1-minute load average {load:.1f} on {cores} cores: other work is running, timings will be noisy")
+        models = intervention_models(smoke, notes)
+        say(format_machine(machine))
+        for n in notes:
+            say(f"note: {n}")
+        rows: list[dict[str, Any]] = []
+        for label, model in models:
+            rows += intervention_rows(label, model, dev, reps, warmup, min_seconds)
+        say(format_intervention_table(rows))
+        result = {"machine": machine, "settings": {"reps": reps, "warmup": warmup, "min_seconds": min_seconds,
+                                                   "device": str(dev), "threads": torch.get_num_threads(), "smoke": smoke},
+                  "notes": notes, "rows": rows}
+        if json_path:
+            path = Path(json_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=2) + "\n")
+            say(f"wrote {path}")
+        return result
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vit.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=20, help="timed repetitions per case, at least (median reported)")
@@ -486,7 +610,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="glibc: keep freed memory (mallopt) so page faults do not swamp CPU timings")
     p.add_argument("--json", default=str(DEFAULT_JSON), help=f"where to write the results (default {DEFAULT_JSON})")
     p.add_argument("--list", action="store_true", help="print the case labels and exit")
+    p.add_argument("--interventions", action="store_true",
+                   help="time an intervention's trace and the batched occlusion map instead (issue #13; "
+                        f"default --json {DEFAULT_INTERVENTIONS_JSON})")
     args = p.parse_args(argv)
+    if args.interventions:
+        json_path = DEFAULT_INTERVENTIONS_JSON if args.json == str(DEFAULT_JSON) else args.json
+        run_interventions_bench(reps=args.reps, warmup=args.warmup, device=args.device, threads=args.threads,
+                                smoke=args.smoke, json_path=json_path, min_seconds=args.min_seconds)
+        return 0
     if args.list:
         for c in select_cases(default_cases(args.smoke), args.cases):
             print(c.label)

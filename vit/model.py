@@ -7,6 +7,8 @@
 
 ``model(x)`` returns logits by the fastest path (fused attention). ``model.trace(x)`` runs the
 same computation with explicit attention probabilities and returns every stage as a ``Trace``.
+Both take an optional ``intervention`` (``vit.Intervention``: hide or shuffle patches, change the
+position embeddings, switch off heads, skip branches), applied during the forward pass itself.
 Nothing is stored on a module during a forward, so one model can serve many threads at once.
 """
 
@@ -21,6 +23,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .config import ViTConfig
+from .intervention import Intervention, LayerEdit, Plan, plan_for
 
 
 @dataclass
@@ -40,6 +43,11 @@ class Trace:
     logits: Tensor | None  # (B, classes), or None for a headless model
     pre_logits: Tensor | None = None  # (B, R) tanh representation layer, when the config has one
     mlp_activations: list[Tensor] | None = field(default=None)  # L × (B, N+1, mlp_dim) after GELU, on request
+    # Under an intervention the sequence may be shuffled or shorter: n ≤ N patch tokens, and the
+    # patch-wise fields above (patches, patch_embeddings, ...) are in token order. Then:
+    patch_index: Tensor | None = None  # (n,) the grid patch whose content each patch token carries
+    position_index: Tensor | None = None  # (n,) the grid position whose embedding it wears (-1: zeroed)
+    token_mask: Tensor | None = None  # (B, n+1) bool, False where a batch item dropped the token
 
     @property
     def num_patches(self) -> int:
@@ -48,10 +56,12 @@ class Trace:
     def to_numpy(self) -> dict[str, "object"]:
         """Plain numpy arrays keyed by stage name, e.g. for ``np.savez``."""
         out: dict[str, object] = {"grid": torch.tensor(self.grid).numpy()}
-        for name in ("patches", "patch_embeddings", "class_token", "position_embeddings", "final_tokens", "pooled", "logits", "pre_logits"):
+        for name in ("patches", "patch_embeddings", "class_token", "position_embeddings", "final_tokens", "pooled", "logits",
+                     "pre_logits", "patch_index", "position_index", "token_mask"):
             value = getattr(self, name)
             if value is not None:
-                out[name] = value.detach().float().cpu().numpy()
+                value = value.detach().cpu()
+                out[name] = (value if name in ("patch_index", "position_index", "token_mask") else value.float()).numpy()
         for name in ("hidden_states", "attentions", "residual_mid", "mlp_activations"):
             values = getattr(self, name)
             if values is not None:
@@ -71,8 +81,14 @@ class Attention(nn.Module):
         self.attn_drop = nn.Dropout(cfg.attention_dropout)
         self.proj_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, need_weights: bool = False, edit: LayerEdit | None = None) -> tuple[Tensor, Tensor | None]:
+        """(B, n, D) → (output (B, n, D), attention probabilities (B, H, n, n) if ``need_weights``).
+
+        ``edit`` (from an intervention) may mask keys (dropped tokens get probability 0) and switch
+        heads off: their outputs, before W_O, are zeroed or replaced by their mean over tokens.
+        """
         b, n, _ = x.shape
+        key_mask = edit.key_mask[:, None, None, :] if edit is not None and edit.key_mask is not None else None
         # (B, N, 3·D) → q, k, v, each (B, H, N, d): einops "b n (three h d) -> three b h n d", as views.
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         if need_weights:
@@ -81,12 +97,16 @@ class Attention(nn.Module):
             d = q.shape[-1]
             scores = torch.baddbmm(q.new_empty(()), q.reshape(-1, n, d), k.reshape(-1, n, d).transpose(1, 2),
                                    beta=0.0, alpha=self.scale)
+            if key_mask is not None:  # a dropped key: -inf score, exactly 0 after the softmax
+                scores = scores.view(b, self.heads, n, n).masked_fill(~key_mask, -math.inf).view(-1, n, n)
             attn = scores.softmax(dim=-1).view(b, self.heads, n, n)  # (B, H, N+1, N+1)
             out = (self.attn_drop(attn) if self.training else attn) @ v
         else:
             attn = None
             p = self.attn_drop.p if self.training else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=p)
+        if edit is not None:
+            out = edit.silence_heads(out)  # (B, H, n, d)
         out = out.transpose(1, 2).reshape(b, n, -1)  # "b h n d -> b n (h d)"
         out = self.proj(out)
         return (self.proj_drop(out) if self.training else out), attn
@@ -118,11 +138,23 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: Tensor, need_weights: bool = False, keep_mlp: bool = False) -> tuple[Tensor, dict[str, Tensor | None]]:
-        a, attn = self.attn(self.norm1(x), need_weights)
-        mid = residual(x, a)  # z'l
-        m, hidden = self.mlp(self.norm2(mid), keep_mlp)
-        return residual(mid, m), {"attn": attn, "mid": mid, "mlp": hidden}
+    def forward(self, x: Tensor, need_weights: bool = False, keep_mlp: bool = False,
+                edit: LayerEdit | None = None) -> tuple[Tensor, dict[str, Tensor | None]]:
+        if edit is None:
+            a, attn = self.attn(self.norm1(x), need_weights)
+            mid = residual(x, a)  # z'l
+            m, hidden = self.mlp(self.norm2(mid), keep_mlp)
+            return residual(mid, m), {"attn": attn, "mid": mid, "mlp": hidden}
+        # Under an intervention a branch may be skipped: the residual stream passes it unchanged.
+        # A trace still computes a skipped branch's attention maps or activations, to show them.
+        attn = hidden = None
+        if need_weights or not edit.skip_attention:
+            a, attn = self.attn(self.norm1(x), need_weights, edit)
+        mid = x if edit.skip_attention else residual(x, a)
+        if keep_mlp or not edit.skip_mlp:
+            m, hidden = self.mlp(self.norm2(mid), keep_mlp)
+        out = mid if edit.skip_mlp else residual(mid, m)
+        return out, {"attn": attn, "mid": mid, "mlp": hidden}
 
 
 def residual(x: Tensor, branch: Tensor) -> Tensor:
@@ -221,52 +253,90 @@ class VisionTransformer(nn.Module):
             return torch.cat((torch.zeros_like(pos[:1]), pos))[None]
         return self.cls_token.new_zeros(1, n + 1, cfg.dim)
 
-    def embed(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, tuple[int, int]]:
-        """Image (B, C, H, W) → z0 (B, N+1, D); also the patch embeddings and position embeddings."""
+    def embed(self, x: Tensor, plan: Plan | None = None) -> tuple[Tensor, Tensor, Tensor, tuple[int, int]]:
+        """Image (B, C, H, W) → z0 (B, N+1, D); also the patch embeddings and position embeddings.
+
+        With an intervention's ``plan``, patch tokens are covered (a hidden patch's token is what
+        its covered pixels would give), reordered or dropped, and the position embeddings changed,
+        before they are added; one image is expanded to the plan's batch.
+        """
         grid = self.grid_for(x.shape[-2], x.shape[-1])
         patch_emb = rearrange(self.patch_embed(x), "b d h w -> b (h w) d")  # (B, N, D)
-        cls = self.cls_token.expand(x.shape[0], -1, -1)
         pos = self.position_embeddings_for(grid)
+        if plan is not None:
+            bias = self.patch_embed.bias if self.patch_embed.bias is not None else patch_emb.new_zeros(())
+            patch_emb, pos = plan.arrange(plan.cover(patch_emb, bias)), plan.positions(pos)
+        cls = self.cls_token.expand(patch_emb.shape[0], -1, -1)
         z0 = torch.cat((cls, patch_emb), dim=1) + pos  # (B, N+1, D)
         if self.training:
             z0 = self.pos_drop(z0)
         return z0, patch_emb, pos, grid
 
-    def pool(self, tokens: Tensor) -> Tensor:
-        return tokens[:, 0] if self.config.pool == "cls" else tokens[:, 1:].mean(dim=1)
+    def pool(self, tokens: Tensor, token_mask: Tensor | None = None) -> Tensor:
+        """The [class] token, or the mean of the patch tokens (those ``token_mask`` keeps, if given)."""
+        if self.config.pool == "cls":
+            return tokens[:, 0]
+        if token_mask is None:
+            return tokens[:, 1:].mean(dim=1)
+        w = token_mask[:, 1:, None].to(tokens.dtype)
+        return (tokens[:, 1:] * w).sum(dim=1) / w.sum(dim=1)
 
-    def forward_head(self, tokens: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    def forward_head(self, tokens: Tensor, token_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Normed final tokens (B, N+1, D) → (pooled, pre_logits, logits)."""
-        pooled = self.pool(tokens)
+        pooled = self.pool(tokens, token_mask)
         pre = torch.tanh(self.pre_logits(pooled)) if self.pre_logits is not None else None
         feats = pre if pre is not None else pooled
         return pooled, pre, (self.head(feats) if self.head is not None else None)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits (B, classes), or the pooled features for a headless model. Fused attention."""
-        z, _, _, _ = self.embed(x)
-        for block in self.blocks:
-            z, _ = block(z)
-        pooled, pre, logits = self.forward_head(self.norm(z))
+    def plan(self, x: Tensor, intervention: Intervention | None) -> Plan | None:
+        """The tensors that carry out ``intervention`` on ``x`` (None when it changes nothing)."""
+        cfg = self.config
+        return plan_for(intervention, x, self.grid_for(x.shape[-2], x.shape[-1]), cfg.depth, cfg.heads)
+
+    def forward(self, x: Tensor, intervention: Intervention | None = None) -> Tensor:
+        """Logits (B, classes), or the pooled features for a headless model. Fused attention.
+
+        With an ``intervention`` whose ``hide_each`` has K items, one image is run K times.
+        """
+        plan = self.plan(x, intervention)
+        if plan is None:
+            z, _, _, _ = self.embed(x)
+            for block in self.blocks:
+                z, _ = block(z)
+            mask = None
+        else:
+            z, _, _, _ = self.embed(x, plan)
+            for block, edit in zip(self.blocks, plan.layers):
+                z, _ = block(z, edit=edit)
+            mask = plan.token_mask
+        pooled, pre, logits = self.forward_head(self.norm(z), mask)
         if logits is not None:
             return logits
         return pre if pre is not None else pooled
 
-    def trace(self, x: Tensor, mlp_activations: bool = False) -> Trace:
-        """Run the model on (B, C, H, W) and return every stage. Attention is computed explicitly."""
-        z, patch_emb, pos, grid = self.embed(x)
+    def trace(self, x: Tensor, mlp_activations: bool = False, intervention: Intervention | None = None) -> Trace:
+        """Run the model on (B, C, H, W) and return every stage. Attention is computed explicitly.
+
+        With an ``intervention`` the stages are those of the changed forward pass (see
+        ``vit.intervention``); an empty ``Intervention()`` gives exactly the plain trace.
+        """
+        plan = self.plan(x, intervention)
+        z, patch_emb, pos, grid = self.embed(x, plan)
         p = self.config.patch_size
         patches = rearrange(x, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
+        if plan is not None:  # the patches as the model saw them: covered, in token order
+            patches = plan.arrange(plan.cover(patches, patches.new_zeros(())))
+        edits = plan.layers if plan is not None else [None] * len(self.blocks)
         hidden, attentions, mids, mlps = [z], [], [], []
-        for block in self.blocks:
-            z, out = block(z, need_weights=True, keep_mlp=mlp_activations)
+        for block, edit in zip(self.blocks, edits):
+            z, out = block(z, need_weights=True, keep_mlp=mlp_activations, edit=edit)
             hidden.append(z)
             attentions.append(out["attn"])
             mids.append(out["mid"])
             if mlp_activations:
                 mlps.append(out["mlp"])
         final = self.norm(z)
-        pooled, pre, logits = self.forward_head(final)
+        pooled, pre, logits = self.forward_head(final, plan.token_mask if plan is not None else None)
         return Trace(
             grid=grid,
             patches=patches,
@@ -281,6 +351,9 @@ class VisionTransformer(nn.Module):
             logits=logits,
             pre_logits=pre,
             mlp_activations=mlps if mlp_activations else None,
+            patch_index=plan.source if plan is not None else None,
+            position_index=plan.position_index if plan is not None else None,
+            token_mask=plan.token_mask if plan is not None else None,
         )
 
     def logit_lens(self, hidden_states: list[Tensor]) -> Tensor:
