@@ -72,8 +72,8 @@ def per_head() -> None:
     ss["query"] = min(max(ss["query"], 0), N)
 
     c1, c2 = st.columns(2)
-    layer = c1.slider(_("Layer"), 1, L, key="layer")
-    head = c2.slider(_("Head"), 1, H, key="head")
+    layer = widgets.int_slider(_("Layer"), 1, L, key="layer", where=c1)
+    head = widgets.int_slider(_("Head"), 1, H, key="head", where=c2)
     li, hi = layer - 1, head - 1
 
     st.subheader(_("Where the [class] token looks — layer {layer}, head {head}").format(layer=layer, head=head))

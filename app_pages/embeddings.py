@@ -68,10 +68,12 @@ st.code("patches = rearrange(x, 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)', p1=P, 
         "E = rearrange(conv.weight, 'd c p1 p2 -> (p1 p2 c) d')\n"
         "assert torch.allclose(patches @ E + conv.bias, conv(x).flatten(2).transpose(1, 2))", language="python")
 
-left, right = widgets.columns(2)
-with left:
+
+@st.fragment
+def filters() -> None:
+    """The filter PCA; the slider reruns only this part."""
     st.subheader(_("What E looks for"))
-    k = st.slider(_("Principal components"), 4, min(28, D, values), min(28, D, values), key="pca_k")
+    k = widgets.int_slider(_("Principal components"), min(4, D, values), min(28, D, values), min(28, D, values), key="pca_k")
     weight = model.patch_embed.weight.detach().cpu()
     components, explained = analysis.embedding_filter_pca(weight, k)
     st.markdown(_("The paper's Fig. 7 (left): the top principal components of the {d} learned filters in E, "
@@ -80,6 +82,11 @@ with left:
     st.markdown(filter_sentence(weight))
     widgets.plot(plots.filters_figure(components.numpy(), explained.numpy()), key="filters_pca",
                  name=widgets.figure_name("embeddings-filters", components=k))
+
+
+left, right = widgets.columns(2)
+with left:
+    filters()
 with right:
     st.subheader(_("How strongly each patch is embedded"))
     norms = np.linalg.norm(trace["patch_embeddings"], axis=-1).reshape(gh, gw)

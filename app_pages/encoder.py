@@ -140,7 +140,7 @@ def prediction() -> None:
         st.warning(_("This model is untrained: its predictions are close to a guess."))
     pred = prediction_from_logits(torch.from_numpy(trace["logits"]), names, model.meta.get("known_rule"))
     verdict(pred, names)
-    k = st.slider(_("How many classes"), 1, min(10, cfg.num_classes), min(5, cfg.num_classes), key="topk")
+    k = widgets.int_slider(_("How many classes"), 1, min(10, cfg.num_classes), min(5, cfg.num_classes), key="topk")
     widgets.plot(plots.top_k_figure(trace["probs"], shown, k=k), key="topk_plot",
                  name=widgets.figure_name("encoder", figure="top-k", k=k))
     softmax = _("The softmax over all {n} classes: it sums to 100% whatever the image.").format(n=cfg.num_classes)

@@ -27,6 +27,19 @@ widgets.explain(
 st.info(_("Live shapes: {s}×{s}×{c} image → {n} patches × {values} values = ({n}, {values}). "
           "Sequence length with the [class] token: {t}.").format(s=cfg.image_size, c=C, n=n, values=values, t=n + 1))
 
+
+@st.fragment
+def highlighted_grid() -> None:
+    """The patch grid with one patch highlighted; reruns alone when the number changes."""
+    highlight = int(st.number_input(
+        _("Highlight patch"), 1, n, value=widgets.query_int("patch", 1, 1, n), key="patch",
+        help=_("Patches are numbered 1 to {n}, left to right and top to bottom, as in the paper; "
+               "token 0 of the sequence is the [class] token.").format(n=n)))
+    widgets.plot(plots.patch_grid_figure(trace["input"], P, show_indices=n <= 400, highlight=highlight),
+                 key="patch_grid", name=widgets.figure_name("patches-grid", patch=highlight))
+    widgets.sync_query(patch=highlight)
+
+
 left, right = widgets.columns([2, 3])
 with left:
     st.subheader(_("What you gave"))
@@ -44,12 +57,7 @@ with right:
     st.caption(made.format(fit=fit, s=cfg.image_size))
     for note in state.fit_notes(image, model):
         st.info(note, icon=":material/info:")
-    highlight = int(st.number_input(
-        _("Highlight patch"), 1, n, value=widgets.query_int("patch", 1, 1, n), key="patch",
-        help=_("Patches are numbered 1 to {n}, left to right and top to bottom, as in the paper; "
-               "token 0 of the sequence is the [class] token.").format(n=n)))
-    widgets.plot(plots.patch_grid_figure(trace["input"], P, show_indices=n <= 400, highlight=highlight),
-                 key="patch_grid", name=widgets.figure_name("patches-grid", patch=highlight))
+    highlighted_grid()
 
 st.subheader(_("The flattened sequence"))
 st.markdown(_("Read left to right, top to bottom (row-major), the grid becomes a sequence of {n} patches. "
@@ -63,33 +71,39 @@ with c2:
     widgets.plot(plots.patch_vectors_figure(trace["patch_pixels"], max_patches=min(n, 64)),
                  key="patch_vectors", name=widgets.figure_name("patches-vectors"))
 
-st.subheader(_("Playground: patch size and resolution"))
-st.markdown(_("Smaller patches or bigger images mean more tokens. Self-attention compares every token with "
-              "every other, so its cost grows with the **square** of the sequence length: (N+1)²."))
-pc1, pc2 = st.columns(2)
-with pc1:
-    size = st.select_slider(_("Image size (pixels)"),
-                            options=[28, 32, 56, 64, 96, 112, 128, 160, 224, 256, 320, 384, 448, 512],
-                            value=224, key="play_size")
-with pc2:
-    patch = st.select_slider(_("Patch size P"), options=[2, 4, 7, 8, 14, 16, 28, 32], value=16, key="play_patch")
-if size % patch:
-    st.warning(_("{size} is not a multiple of {patch}: the last {rest} pixels of each row and column "
-                 "would be cut off, so real models pick sizes that divide evenly.").format(
-        size=size, patch=patch, rest=size % patch))
-gn = size // patch
-N = gn * gn
-m1, m2, m3, m4 = st.columns(4)
-m1.metric(_("Grid"), f"{gn} × {gn}")
-m2.metric(_("Patches N"), f"{N:,}")
-m3.metric(_("Sequence length N+1"), f"{N + 1:,}")
-m4.metric(_("Attention cost (N+1)²"), f"{(N + 1) ** 2:,}")
-st.caption(_("Values per patch: P²·C = {p}·{p}·3 = {values} for an RGB image. Going from {s} px to {size} px "
-             "with this model's P = {mp} would need {needed} position embeddings instead of {learned}: "
-             "the paper interpolates them in 2-D (see the position-embeddings page).").format(
-    p=patch, values=f"{patch * patch * 3:,}", s=cfg.image_size, size=size, mp=cfg.patch_size,
-    needed=f"{(size // cfg.patch_size) ** 2:,}", learned=f"{cfg.num_patches:,}"))
-widgets.plot(plots.scaling_figure([s for s in (32, 64, 96, 128, 160, 224, 256, 320, 384, 448, 512) if s % patch == 0]
-                                  or [size], patch),
-             key="scaling", name=widgets.figure_name("patches-cost", patch_size=patch))
-widgets.sync_query(patch=highlight)
+
+@st.fragment
+def playground() -> None:
+    """Patch size and resolution against sequence length; its sliders rerun only this part."""
+    st.subheader(_("Playground: patch size and resolution"))
+    st.markdown(_("Smaller patches or bigger images mean more tokens. Self-attention compares every token with "
+                  "every other, so its cost grows with the **square** of the sequence length: (N+1)²."))
+    pc1, pc2 = st.columns(2)
+    with pc1:
+        size = st.select_slider(_("Image size (pixels)"),
+                                options=[28, 32, 56, 64, 96, 112, 128, 160, 224, 256, 320, 384, 448, 512],
+                                value=224, key="play_size")
+    with pc2:
+        patch = st.select_slider(_("Patch size P"), options=[2, 4, 7, 8, 14, 16, 28, 32], value=16, key="play_patch")
+    if size % patch:
+        st.warning(_("{size} is not a multiple of {patch}: the last {rest} pixels of each row and column "
+                     "would be cut off, so real models pick sizes that divide evenly.").format(
+            size=size, patch=patch, rest=size % patch))
+    gn = size // patch
+    N = gn * gn
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric(_("Grid"), f"{gn} × {gn}")
+    m2.metric(_("Patches N"), f"{N:,}")
+    m3.metric(_("Sequence length N+1"), f"{N + 1:,}")
+    m4.metric(_("Attention cost (N+1)²"), f"{(N + 1) ** 2:,}")
+    st.caption(_("Values per patch: P²·C = {p}·{p}·3 = {values} for an RGB image. Going from {s} px to {size} px "
+                 "with this model's P = {mp} would need {needed} position embeddings instead of {learned}: "
+                 "the paper interpolates them in 2-D (see the position-embeddings page).").format(
+        p=patch, values=f"{patch * patch * 3:,}", s=cfg.image_size, size=size, mp=cfg.patch_size,
+        needed=f"{(size // cfg.patch_size) ** 2:,}", learned=f"{cfg.num_patches:,}"))
+    widgets.plot(plots.scaling_figure([s for s in (32, 64, 96, 128, 160, 224, 256, 320, 384, 448, 512) if s % patch == 0]
+                                      or [size], patch),
+                 key="scaling", name=widgets.figure_name("patches-cost", patch_size=patch))
+
+
+playground()

@@ -86,7 +86,7 @@ with right:
                       "Choose a trained model on the start page to see the grid emerge."))
 
 st.subheader(_("One position, large"))
-pos = st.slider(_("Patch position"), 1, N, widgets.query_int("position", N // 2 + g // 2 + 1, 1, N), key="position",
+pos = widgets.int_slider(_("Patch position"), 1, N, widgets.query_int("position", N // 2 + g // 2 + 1, 1, N), key="position",
                 help=_("Patches are numbered 1 to {n}, left to right and top to bottom, as on the patches page; "
                        "position 0 of the sequence is the [class] token.").format(n=N))
 r, c = divmod(pos - 1, g)

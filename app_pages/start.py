@@ -5,7 +5,7 @@ import streamlit as st
 from ui import frame, state
 from ui.compute import current_trace
 from ui.i18n import _, md_escape, ngettext
-from ui.models import LOCAL, dataset_name, model_options, option_label, trained_on
+from ui.models import UPLOAD_LIMIT_MB, UPLOADED, dataset_name, option_label, trained_on
 from ui.state import FITS, class_label
 from ui.widgets import columns, device_text, display_image, percent
 
@@ -41,6 +41,26 @@ def take_file(file, source: str) -> None:
     st.session_state[f"error_{source}"] = error
     if error:
         st.error(error)
+
+
+def take_checkpoint(files) -> None:
+    """Load an uploaded checkpoint once per set of files; a bad one shows an error and keeps the old model."""
+    files = list(files or [])
+    if not files:
+        return
+    if len(files) == 1:
+        st.info(_("Now add the other file: a checkpoint is a .safetensors file and a .json file with the same name."))
+        return
+    marker = tuple(sorted(f.file_id for f in files))
+    if st.session_state.get("taken_checkpoint") != marker:
+        st.session_state["taken_checkpoint"] = marker
+        try:
+            error = state.load_uploaded_model([(f.name, f.getvalue()) for f in files])
+        except Exception:  # noqa: BLE001 - never a traceback for a student's file (vit lets only CheckpointError out)
+            error = _("This checkpoint could not be loaded.")
+        st.session_state["error_checkpoint"] = error
+    if st.session_state.get("error_checkpoint"):
+        st.error(st.session_state["error_checkpoint"])
 
 
 def _pick_sample(key: str) -> None:
@@ -128,8 +148,8 @@ with left:
     with tab_samples:
         sample_gallery()
     with tab_upload:
-        upload = st.file_uploader(_("PNG, JPEG, WebP, GIF, BMP, TIFF or HEIC"), key="upload",
-                                  type=["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif"])
+        upload = st.file_uploader(_("PNG, JPEG, WebP, GIF, BMP, TIFF, ICO or HEIC"), key="upload",
+                                  type=["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff", "ico", "heic", "heif"])
         take_file(upload, "upload")
         st.caption(_("Your image and choices live only in this browser tab: reloading the page starts a new "
                      "session, with the default image and model."))
@@ -144,21 +164,26 @@ with left:
 
 with right:
     st.subheader(_("2. Choose a model"))
-    options = model_options()
-    st.session_state.setdefault("model_name", state.current_model_name())
+    options = state.model_options()
+    if st.session_state.get("model_name") not in options:  # first visit, or its choice is no longer offered
+        st.session_state["model_name"] = state.current_model_name()
     st.selectbox(_("Model"), options, key="model_name", on_change=_keep, args=("model_name", "model_selected"),
                  format_func=option_label,
                  help=_("The bundled models were trained by this project. An untrained twin has the same "
                         "architecture with random weights: compare them to see what learning adds."))
-    if st.session_state["model_name"] == LOCAL:
-        path = st.text_input(_("Checkpoint on this server (a folder, or a .safetensors file with its .json)"),
-                             key="local_path", placeholder="/path/to/vit-b16")
-        if st.button(_("Load"), key="load_local"):
-            error = state.load_user_model(path)
-            if error:
-                st.error(error)
+    if st.session_state["model_name"] == UPLOADED:
+        take_checkpoint(st.file_uploader(
+            _("Your checkpoint: its .safetensors file and its .json file (at most {limit} MB)").format(
+                limit=UPLOAD_LIMIT_MB),
+            type=["safetensors", "json"], accept_multiple_files=True, key="checkpoint_upload",
+            max_upload_size=UPLOAD_LIMIT_MB))
         if "user_model" not in st.session_state:
-            st.info(_("Until a checkpoint is loaded, the default bundled model is used."))
+            st.info(_("Until a checkpoint is uploaded, the default model is used."))
+        st.caption(_("Your checkpoint stays in this browser tab: it is not saved on the server, and nobody else "
+                     "can choose it."))
+    if st.session_state.pop("model_unavailable", False):
+        st.warning(_("This model could not be loaded, so the default model is used instead. Your teacher can "
+                     "find the reason in the server log."))
     choice = state.current_model()
     model_card(choice)
 

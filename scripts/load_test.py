@@ -1,8 +1,21 @@
 """A classroom load test: K students use one ViT Explorer server at the same time, in real browsers.
 
-    python scripts/load_test.py --students 10 --json load.json
+    python scripts/load_test.py --students 10 --json load.json                 # --mode browser, the default
+    python scripts/load_test.py --mode protocol --students 5,10,20 --duration 60  # the server alone
 
-What it does:
+Two modes:
+
+* ``--mode browser`` (the default, described below): K headless Chromiums. They run on the same
+  cores as the server, so on a small machine its latencies measure the browsers as much as the
+  server; it shows what a student sees (screenshots, the thumbnail's colour) end to end.
+* ``--mode protocol``: simulated students speak Streamlit's websocket protocol without rendering
+  (``scripts/load_protocol.py``, whose docstring gives the protocol, the model of a student's
+  behaviour with think times, the capacity search ``--search``, ``--hostile`` and the memory mode
+  ``--sessions N``). Use it to measure the server: latencies per action (page open, slider step,
+  upload; p50/p95/p99), the server's CPU and RSS, errors and mix-ups. ``--mode protocol --help``
+  lists its options.
+
+What the browser mode does:
 
 1. starts the real server (``streamlit run app.py``) on a free port bound to 127.0.0.1;
 2. opens one headless Chromium with K browser contexts (K separate sessions, like K laptops);
@@ -408,7 +421,20 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--mode", choices=("browser", "protocol"), default="browser")
+    known, rest = pre.parse_known_args(argv)
+    if known.mode == "protocol":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import load_protocol
+
+        return load_protocol.main(rest)
+    argv = rest
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=("browser", "protocol"), default="browser",
+                    help="browser: K headless Chromiums (default); protocol: simulated students on the websocket "
+                         "protocol, to measure the server alone (see scripts/load_protocol.py; --mode protocol --help)")
     ap.add_argument("--students", type=int, default=10, help="concurrent sessions (default 10)")
     ap.add_argument("--timeout", type=float, default=600.0, help="stop everything after this many seconds (default 600)")
     ap.add_argument("--json", type=Path, help="also write the results here as JSON")

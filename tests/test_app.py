@@ -1,8 +1,8 @@
 """The Streamlit app, page by page, without a browser (``streamlit.testing.v1.AppTest``).
 
 Every page with the default sample, after an upload, after bad uploads, with every model option
-(each bundled model, its untrained twin, or the random fallback when none is bundled, and a local
-checkpoint without a head), and deep links. The expected numbers (N patches, token counts, ...) are
+(each bundled model, its untrained twin, or the random fallback when none is bundled, and a checkpoint
+without a head from the teacher's models folder), and deep links. The expected numbers (N patches, token counts, ...) are
 computed here from each model's configuration, not read back from the app.
 """
 
@@ -202,7 +202,7 @@ def test_start_page_offers_every_model() -> None:
     at = new_app()
     options = at.selectbox(key="model_name").options
     assert options[: len(MODEL_OPTIONS)] == MODEL_OPTIONS
-    assert set(options) - set(MODEL_OPTIONS) <= {models.LOCAL}
+    assert set(options) - set(MODEL_OPTIONS) <= {models.UPLOADED} | set(models.folder_models())
     assert at.selectbox(key="model_name").value == models.default_model_name()
     if BUNDLED:
         assert RANDOM_FALLBACK not in options, "the random fallback is only for a checkout without bundled models"
@@ -291,29 +291,26 @@ def test_every_page_with_each_model(option: str) -> None:
     assert at.selectbox(key="model_name").value == option, "the model choice was lost on the way back"
 
 
-@pytest.mark.skipif(not models.ALLOW_LOCAL_MODELS, reason="local checkpoints are switched off")
-def test_local_checkpoint_without_a_head(tmp_path: Path) -> None:
+def test_folder_checkpoint_without_a_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teacher's checkpoint (VIT_EXPLORER_MODELS_DIR) is chosen by name, never by a typed path."""
     cfg = vit.ViTConfig(image_size=24, patch_size=8, in_channels=3, dim=32, depth=2, heads=2, mlp_dim=64, num_classes=0)
     model = vit.VisionTransformer(cfg)
     model.meta = {"name": "mini", "mean": [0.5] * 3, "std": [0.5] * 3}
-    path = vit.save_model(model, tmp_path / "mini").with_suffix(".safetensors")
+    path = vit.save_model(model, tmp_path / "models" / "mini").with_suffix(".safetensors")
     assert path.is_file()
+    monkeypatch.setenv(models.MODELS_DIR_ENV, str(path.parent))
 
     at = new_app()
-    at.selectbox(key="model_name").set_value(models.LOCAL).run()
-    at.text_input(key="local_path").set_value(str(tmp_path / "nowhere")).run()
-    at.button(key="load_local").click().run()
-    assert_no_exception(at, "a wrong checkpoint path")
-    assert at.error and "nowhere" in at.error[0].value, texts(at.error)
-
-    at.text_input(key="local_path").set_value(str(path)).run()
-    at.button(key="load_local").click().run()
-    assert_no_exception(at, "a local checkpoint")
+    assert_no_exception(at, "the start page with a models folder")
+    assert "mini" in at.selectbox(key="model_name").options
+    assert not at.text_input, "nobody types a server path"
+    at.selectbox(key="model_name").set_value("mini").run()
+    assert_no_exception(at, "a folder checkpoint")
     assert not at.error, texts(at.error)
-    check_page(at, "start", cfg, label=default_label(), model_label=path.name)
+    check_page(at, "start", cfg, label=default_label(), model_label="mini")
     for key in PAGE_KEYS:
         visit(at, key)
-        check_page(at, key, cfg, label=default_label(), model_label=path.name)
+        check_page(at, key, cfg, label=default_label(), model_label="mini")
     assert not [m for m in at.metric if m.label == "Prediction"], "a model without a head cannot predict"
     assert "no classification head" in texts(at.info)
 
@@ -345,12 +342,27 @@ def app_with_model(model: vit.VisionTransformer, page: str) -> AppTest:
     """The app with ``model`` as the session's own checkpoint, opened on ``page``."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.session_state["user_model"] = {"model": model, "key": "session:constructed", "label": "constructed"}
-    at.session_state["model_selected"] = models.LOCAL
+    at.session_state["model_selected"] = models.UPLOADED
     at.run()
     assert_no_exception(at, "start page with a constructed model")
     visit(at, page)
     assert_no_exception(at, f"{page} page with a constructed model")
     return at
+
+
+def test_the_smallest_model_on_every_page() -> None:
+    """One block, one head, one class and a single patch: sliders with a single value are a plain line."""
+    cfg = vit.ViTConfig(image_size=8, patch_size=8, in_channels=3, dim=8, depth=1, heads=1, mlp_dim=16, num_classes=1)
+    model = vit.VisionTransformer(cfg)
+    model.meta = {"name": "smallest", "mean": [0.5] * 3, "std": [0.5] * 3}
+    model.class_names = ["only"]
+    at = app_with_model(vit.weights.prepare_for_inference(model, "cpu"), "start")
+    for key in PAGE_KEYS:
+        visit(at, key)
+        assert_no_exception(at, f"{key} page with a one-block, one-head model")
+        assert not at.error, texts(at.error)
+    visit(at, "attention")
+    assert "Layer: **1**" in texts(at.markdown) and "Head: **1**" in texts(at.markdown)
 
 
 RULE = {"score": "max_prob", "threshold": 0.5, "nothing_class": "nothing", "keep": 0.97}

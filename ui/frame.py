@@ -11,7 +11,7 @@ import streamlit as st
 
 from ui.compute import current_trace, trace_npz
 from ui.i18n import LANGUAGES, N_, _, choose_language, set_from_switch
-from ui.models import configure_torch, freeze_startup_objects
+from ui.models import configure_torch, freeze_startup_objects, start_image_decoder
 from ui.state import current_image, current_model, image_label
 from ui.widgets import device_text, display_image, presenting
 
@@ -86,6 +86,7 @@ def run() -> None:
     st.set_page_config(page_title="ViT Explorer", page_icon=str(ROOT / "assets" / "icon.png"), layout="wide",
                        initial_sidebar_state="collapsed" if present else "auto")
     configure_torch()
+    start_image_decoder()
     freeze_startup_objects()
     choose_language()
     _choose_presenting()

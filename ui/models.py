@@ -1,15 +1,24 @@
 """Process-wide setup and the models every session shares.
 
 Models are shared across sessions in ``st.cache_resource`` and never changed after loading; a
-model a user loads from their own files stays in that user's session (see :mod:`ui.state`).
+model a user uploads stays in that user's session (see :mod:`ui.state`).
+
+Besides the bundled models, a teacher may offer the checkpoints of a folder on the server: set
+``VIT_EXPLORER_MODELS_DIR``. Each is checked once, when the server first lists them; its problems go
+to the server log (one line each), and a broken one is not offered. Students choose them by name and
+never type a path. ``VIT_EXPLORER_CHECKPOINT_UPLOADS=1`` lets a student upload a checkpoint into their
+own session. Both settings are read when they are used, not when this module is imported.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
+import sys
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
 import torch
@@ -18,7 +27,10 @@ import vit
 from ui.i18n import N_, _
 
 UNTRAINED = " (untrained)"
-LOCAL = "Local checkpoint…"
+UPLOADED = "Your checkpoint…"  # the option for a checkpoint this session uploaded
+MODELS_DIR_ENV = "VIT_EXPLORER_MODELS_DIR"  # a folder of checkpoints the teacher offers
+UPLOADS_ENV = "VIT_EXPLORER_CHECKPOINT_UPLOADS"  # "1": students may upload a checkpoint into their session
+UPLOAD_LIMIT_MB = 50  # an uploaded checkpoint's weights; its JSON has vit.weights.MAX_JSON_BYTES
 SYMBOLS_MODEL = "vit-tiny-symbols"
 DEFAULT_MODELS = (SYMBOLS_MODEL, "vit-tiny-shapes")  # the first one bundled is the default
 RANDOM_FALLBACK = "tiny-shapes (random)"
@@ -35,7 +47,7 @@ DATASET_NAMES = {  # a model's meta["dataset"], as a name a student reads
     "fashion-mnist": "Fashion-MNIST",
 }
 MAX_CONCURRENT = int(os.environ.get("VIT_EXPLORER_CONCURRENCY", "2"))
-ALLOW_LOCAL_MODELS = os.environ.get("VIT_EXPLORER_LOCAL_MODELS", "1") != "0"
+log = logging.getLogger("vit_explorer.models")
 
 
 @st.cache_resource
@@ -44,6 +56,13 @@ def configure_torch() -> int:
     threads = int(os.environ.get("VIT_EXPLORER_THREADS", "0")) or max(1, (os.cpu_count() or 2) // max(1, MAX_CONCURRENT))
     torch.set_num_threads(threads)
     return threads
+
+
+@st.cache_resource
+def start_image_decoder() -> bool:
+    """Start the worker that decodes uploads (vit.decoding) once per server, so the first upload does not wait."""
+    vit.decoding.warm_up()
+    return True
 
 
 @st.cache_resource
@@ -75,10 +94,74 @@ def model_slot():
         yield
 
 
+def server_log() -> logging.Logger:
+    """The teacher's log: the server's standard error, where Streamlit writes its own lines."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s ViT Explorer: %(message)s"))
+        log.addHandler(handler)
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.INFO)
+    return log
+
+
+def uploads_enabled() -> bool:
+    return os.environ.get(UPLOADS_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def models_dir() -> str | None:
+    return os.environ.get(MODELS_DIR_ENV, "").strip() or None
+
+
+def _reserved(name: str) -> bool:
+    return (name in vit.available_models() or name.endswith(UNTRAINED) or name in (UPLOADED, RANDOM_FALLBACK)
+            or not name.isprintable())
+
+
+def scan_models_dir(folder: str) -> dict[str, Path]:
+    """The folder's checkpoints that passed every check, by name; each problem is one line of the server log."""
+    logger = server_log()
+    found, problems = vit.loading.scan_checkpoints(folder)
+    for name in [n for n in found if _reserved(n)]:
+        problems.append((name, None))
+        del found[name]
+    for name, error in problems:
+        why = error if error is not None else "its name is taken by a bundled model or is not allowed"
+        logger.warning("%s=%s: %s is not offered: %s", MODELS_DIR_ENV, folder, name, why)
+    logger.info("%s=%s: offering %d checkpoint(s)%s", MODELS_DIR_ENV, folder, len(found),
+                (": " + ", ".join(found)) if found else "")
+    return found
+
+
+@st.cache_resource(show_spinner=False)
+def _folder_catalogue(folder: str) -> dict[str, Path]:
+    """Checked once per server and folder (a teacher restarts the server after changing the folder)."""
+    return scan_models_dir(folder)
+
+
+def folder_models() -> dict[str, Path]:
+    """The teacher's checkpoints (``VIT_EXPLORER_MODELS_DIR``) by name, less any that failed to load."""
+    folder = models_dir()
+    if folder is None:
+        return {}
+    failed = _load_failures()
+    return {name: path for name, path in _folder_catalogue(folder).items() if str(path) not in failed}
+
+
+@st.cache_resource
+def _load_failures() -> set[str]:
+    """Folder checkpoints that passed the checks but failed to load (e.g. NaN weights): never offered again."""
+    return set()
+
+
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _shared_model(name: str) -> vit.VisionTransformer:
+def _shared_model(name: str, source: str = "") -> vit.VisionTransformer:
     if name.endswith(UNTRAINED):
-        return vit.untrained_like(_shared_model(name[: -len(UNTRAINED)]))
+        return vit.untrained_like(_shared_model(name[: -len(UNTRAINED)], source))
+    if source:  # a teacher's checkpoint, checked when the folder was listed
+        model = vit.load_model(source)
+        model.meta["name"] = name
+        return model
     if name in vit.available_models():
         return vit.load_model(name)
     # No bundled checkpoints (e.g. a fresh clone during development): a random model of the shapes size.
@@ -89,21 +172,34 @@ def _shared_model(name: str) -> vit.VisionTransformer:
 
 
 def shared_model(name: str) -> vit.VisionTransformer:
-    """A bundled model, or its untrained twin. Loaded once per server and never modified."""
+    """A bundled model, a teacher's checkpoint, or its untrained twin. Loaded once per server and never
+    modified. A teacher's checkpoint that fails to load raises ``CheckpointError`` once, is logged, and is
+    no longer offered."""
+    base = name[: -len(UNTRAINED)] if name.endswith(UNTRAINED) else name
+    path = folder_models().get(base) if base not in vit.available_models() else None
     with st.spinner(_("Loading the model…"), show_time=True):
-        return _shared_model(name)
+        try:
+            return _shared_model(name, str(path) if path else "")
+        except vit.CheckpointError as e:
+            if path is None:
+                raise
+            _load_failures().add(str(path))
+            server_log().warning("%s: %s is not offered: loading it failed: %s", MODELS_DIR_ENV, base, e)
+            raise
 
 
 def model_options() -> list[str]:
+    """Every model a session may choose: bundled ones and their untrained twins, the teacher's folder,
+    and (when uploads are on) the session's own upload."""
     bundled = vit.available_models() or [RANDOM_FALLBACK]
-    options = bundled + [b + UNTRAINED for b in bundled]
-    return options + ([LOCAL] if ALLOW_LOCAL_MODELS else [])
+    options = bundled + [b + UNTRAINED for b in bundled] + list(folder_models())
+    return options + ([UPLOADED] if uploads_enabled() else [])
 
 
 def option_label(name: str) -> str:
-    """How a model option reads on screen: '(untrained)' and 'Local checkpoint…' in the page's language."""
-    if name == LOCAL:
-        return _("Local checkpoint…")
+    """How a model option reads on screen: '(untrained)' and 'Your checkpoint…' in the page's language."""
+    if name == UPLOADED:
+        return _("Your checkpoint…")
     if name.endswith(UNTRAINED):
         return _("{name} (untrained)").format(name=name[: -len(UNTRAINED)])
     return name

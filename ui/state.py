@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 import vit
 from ui.i18n import N_, _, error_text, md_escape
 from ui import models
-from ui.models import LOCAL, UNTRAINED, default_model_name, model_options, option_label
+from ui.models import UNTRAINED, UPLOADED, default_model_name, option_label
 from vit.images import ImageError, load_image_info
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,31 +54,48 @@ def class_label(name: str) -> str:
 # --- the model --------------------------------------------------------------------------------------
 
 
+def model_options() -> list[str]:
+    """The models this session may choose: the shared ones, and its own upload once it has one."""
+    options = models.model_options()
+    if "user_model" in st.session_state and UPLOADED not in options:
+        options.append(UPLOADED)
+    return options
+
+
 def current_model_name() -> str:
     """The chosen model's option name. Kept in a plain key: widget state is dropped on other pages."""
     ss = st.session_state
     if ss.get("model_selected") not in model_options():  # first visit, maybe by a link with ?model=NAME
         wanted = st.query_params.get("model")
-        ss["model_selected"] = wanted if wanted in model_options() and wanted != LOCAL else default_model_name()
+        ss["model_selected"] = wanted if wanted in model_options() and wanted != UPLOADED else default_model_name()
     return ss["model_selected"]
 
 
 @dataclass(frozen=True)
 class ModelChoice:
     model: vit.VisionTransformer
-    key: str  # identifies the weights: a bundled name, or "session:<path>@<mtime>"
-    label: str
+    key: str  # identifies the weights: a shared model's option name, or "session:upload:<sha256>"
+    label: str  # markdown: a name from a file is escaped
     shared: bool  # False for a user's own checkpoint, which never enters shared caches
 
 
 def current_model() -> ModelChoice:
-    user = st.session_state.get("user_model")
+    ss = st.session_state
+    user = ss.get("user_model")
     name = current_model_name()
-    if name == LOCAL and user is not None:
+    if name == UPLOADED and user is not None:
         return ModelChoice(user["model"], user["key"], user["label"], shared=False)
-    if name == LOCAL:
+    if name == UPLOADED:
         name = default_model_name()
-    return ModelChoice(models.shared_model(name), name, option_label(name), shared=True)
+    try:
+        model = models.shared_model(name)
+    except vit.CheckpointError:  # a teacher's checkpoint that failed to load: logged, and no longer offered
+        ss["model_unavailable"] = True
+        ss["model_selected"] = name = default_model_name()
+        model = models.shared_model(name)
+    base = name[: -len(UNTRAINED)] if name.endswith(UNTRAINED) else name
+    label = md_escape(option_label(name)) if base in models.folder_models() else option_label(name)  # a file's name
+    return ModelChoice(model, name, label, shared=True)
 
 
 def untrained_twin(choice: ModelChoice) -> vit.VisionTransformer | None:
@@ -93,19 +110,29 @@ def untrained_twin(choice: ModelChoice) -> vit.VisionTransformer | None:
     return user["twin"]
 
 
-def load_user_model(path_text: str) -> str | None:
-    """Load a user's checkpoint into this session only. Returns an error message, or None."""
-    path = Path(path_text.strip()).expanduser()
-    if not path_text.strip():
-        return _("Type the path of a checkpoint directory or .safetensors file on this server.")
-    if not path.exists():
-        return _("Nothing found at {path}.").format(path=path)
+def load_uploaded_model(files: list[tuple[str, bytes]]) -> str | None:
+    """Load a checkpoint a student uploaded (its .safetensors and .json, as bytes) into this session only:
+    never written to disk, never put in a shared cache. Returns an error message, or None."""
+    weights = [(n, b) for n, b in files if n.lower().endswith(".safetensors")]
+    sidecars = [(n, b) for n, b in files if n.lower().endswith(".json")]
+    if len(weights) != 1 or len(sidecars) != 1 or len(files) != 2:
+        return _("Upload exactly two files: the checkpoint's .safetensors file and its .json file.")
+    (weights_name, weights_bytes), (_sidecar_name, sidecar_bytes) = weights[0], sidecars[0]
+    stem = weights_name[: -len(".safetensors")] or "checkpoint"
+    limit = models.UPLOAD_LIMIT_MB * 1_000_000
+    if len(weights_bytes) > limit:
+        return _("The checkpoint is larger than {limit} MB, the limit for uploads.").format(limit=models.UPLOAD_LIMIT_MB)
     try:
-        model = vit.load_model(path)
-    except (vit.CheckpointError, ValueError, OSError) as e:
+        model = vit.weights.load_checkpoint_bytes(weights_bytes, sidecar_bytes, device=vit.choose_device(),
+                                                  name=stem, max_bytes=limit)
+    except vit.CheckpointError as e:
         return error_text(e)
-    stamp = path.stat().st_mtime_ns
-    st.session_state["user_model"] = {"model": model, "key": f"session:{path}@{stamp}", "label": md_escape(path.name)}
+    h = hashlib.sha256(weights_bytes)
+    h.update(b"\0")
+    h.update(sidecar_bytes)
+    digest = h.hexdigest()
+    st.session_state["user_model"] = {"model": model, "key": f"session:upload:{digest}", "label": md_escape(stem)}
+    st.session_state["model_selected"] = UPLOADED
     return None
 
 
@@ -177,10 +204,31 @@ def _notes(info) -> tuple:
     return tuple(getattr(info, "messages", ())) or tuple((note, {}) for note in info.notes)
 
 
-def set_image_from_bytes(data: bytes, label: str) -> str | None:
-    """Decode an upload or camera shot safely and make it the session's image. Returns an error or None."""
+def _session_closed():
+    """A ``cancelled`` callback for a decode: True once this browser tab's session is gone (None outside a server)."""
     try:
-        image, info = load_image_info(data)
+        from streamlit.runtime import Runtime
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        if ctx is None or not Runtime.exists():  # bare mode, or AppTest: nothing to watch
+            return None
+        runtime, session_id = Runtime.instance(), ctx.session_id
+    except Exception:
+        return None
+    return lambda: not runtime.is_active_session(session_id)
+
+
+def set_image_from_bytes(data: bytes, label: str) -> str | None:
+    """Decode an upload or camera shot safely and make it the session's image. Returns an error or None.
+
+    The decode runs in a worker process with a time limit and a cap on concurrent decodes
+    (:func:`vit.decoding.decode_upload`), and stops if the tab is closed meanwhile.
+    """
+    from vit.decoding import decode_upload
+
+    try:
+        image, info = decode_upload(data, cancelled=_session_closed())
     except ImageError as e:
         return error_text(e)
     st.session_state["image"] = ImageChoice(image, image_hash(image), label, _notes(info))

@@ -118,6 +118,19 @@ def shapes_line(trace, model) -> str:
     return _("{n} patches × {v} values → {t} tokens × {d} dimensions").format(n=n, v=v, t=t, d=d)
 
 
+def int_slider(label: str, low: int, high: int, value: int | None = None, *, key: str, where=None, **kwargs) -> int:
+    """``st.slider`` for whole numbers that also copes with a range of one value (a one-block model,
+    a single head): Streamlit refuses a slider whose min equals its max, so that case is a plain line."""
+    where = where or st
+    if high <= low:
+        st.session_state[key] = low
+        where.markdown(f"{label}: **{low}**")
+        return low
+    if value is None:
+        return where.slider(label, low, high, key=key, **kwargs)
+    return where.slider(label, low, high, value, key=key, **kwargs)
+
+
 def query_int(name: str, default: int, low: int, high: int) -> int:
     """An integer from the URL (?layer=2), clamped to [low, high], for links that open a view."""
     try:

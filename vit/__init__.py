@@ -4,6 +4,7 @@ Nothing in this package imports streamlit; it works from a notebook or the comma
 """
 
 from .config import PRESETS, ViTConfig
+from .decoding import decode_upload
 from .device import choose_device, describe_device
 from .images import ImageError, load_image, load_image_info
 from .intervention import Intervention
@@ -16,7 +17,7 @@ from .explain import (Curves, SanityCheck, attention_map, deletion_insertion, ex
                       occlusion_map, rollout_map, sanity_check)
 
 __all__ = [
-    "PRESETS", "ViTConfig", "choose_device", "describe_device", "ImageError", "load_image", "load_image_info", "available_models", "denormalize",
+    "PRESETS", "ViTConfig", "decode_upload", "choose_device", "describe_device", "ImageError", "load_image", "load_image_info", "available_models", "denormalize",
     "fit_image", "load_model", "preprocess", "untrained_like", "Trace", "VisionTransformer",
     "interpolate_position_embeddings", "CheckpointError", "from_hf", "load_checkpoint",
     "load_hf_directory", "save_model", "Prediction", "predict", "Intervention", "explain", "Curves", "SanityCheck",

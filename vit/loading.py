@@ -12,9 +12,11 @@ from .errors import Message
 from .i18n import N_
 from .device import choose_device
 from .model import VisionTransformer
-from .weights import MODEL_INIT_LOCK, CheckpointError, load_checkpoint, load_hf_directory, prepare_for_inference, refuse_pickle
+from .weights import (MODEL_INIT_LOCK, PICKLE_SUFFIXES, CheckpointError, guarded, inspect_checkpoint, load_checkpoint,
+                      load_hf_directory, prepare_for_inference, refuse_pickle)
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+MAX_FOLDER_ENTRIES = 500  # entries of a models folder looked at; a folder with more is read only this far
 
 
 def available_models() -> list[str]:
@@ -27,33 +29,117 @@ def available_models() -> list[str]:
                   if p.with_suffix(".json").is_file() and not p.stem.endswith(".resume"))
 
 
-def load_model(name_or_path: str | Path, device: torch.device | str | None = None) -> VisionTransformer:
-    """A bundled model by name, a project checkpoint path, or a Hugging Face ``save_pretrained`` dir."""
+@guarded
+def load_model(name_or_path: str | Path, device: torch.device | str | None = None, **limits: int) -> VisionTransformer:
+    """A bundled model by name, a project checkpoint path, or a Hugging Face ``save_pretrained`` dir.
+
+    ``limits`` replace the budgets of :mod:`vit.weights` (``max_parameters=...``, ``max_bytes=...``).
+    Every failure is a ``CheckpointError``.
+    """
     device = device if device is not None else choose_device()
     name = str(name_or_path)
     if name in available_models():
-        model = load_checkpoint(MODELS_DIR / name, device)
+        model = load_checkpoint(MODELS_DIR / name, device, **limits)
         model.meta.setdefault("name", name)
         return model
-    path = Path(name_or_path).expanduser()
+    try:
+        path = Path(name_or_path).expanduser()
+    except RuntimeError:  # "~nosuchuser/...": no such home directory
+        path = Path(name_or_path)
     refuse_pickle(path)
     if path.is_dir():
         if (path / "config.json").is_file():
-            model = load_hf_directory(path, device)
+            model = load_hf_directory(path, device, **limits)
         else:
             found = sorted(path.glob("*.safetensors"))
             if len(found) != 1:
                 raise CheckpointError(
                     "no_model_in_directory",
                     N_("{dir}: expected config.json (Hugging Face) or exactly one .safetensors file."), dir=path.name)
-            model = load_checkpoint(found[0], device)
+            model = load_checkpoint(found[0], device, **limits)
     elif path.with_suffix(".safetensors").is_file() or path.suffix in (".safetensors", ".json"):
-        model = load_checkpoint(path, device)
+        model = load_checkpoint(path, device, **limits)
     else:
         raise CheckpointError("model_not_found", N_("No bundled model or checkpoint called {name!r}. Bundled: {bundled}."),
                               name=name, bundled=", ".join(available_models()) or Message(N_("none")))
     model.meta.setdefault("name", path.stem if path.is_file() else path.name)
     return model
+
+
+def scan_checkpoints(folder: str | Path, **limits: int) -> tuple[dict[str, Path], list[tuple[str, CheckpointError]]]:
+    """The checkpoints in ``folder`` (not its subfolders' subfolders), each checked by
+    :func:`vit.weights.inspect_checkpoint` (no model is built, no weights are read).
+
+    Returns ``({name: path}, [(entry, problem), ...])``: project checkpoints ``NAME.safetensors`` +
+    ``NAME.json`` are called NAME; a Hugging Face directory (a subfolder with config.json and
+    model.safetensors) is called by the subfolder's name. Pickle files, a half of a pair, or a subfolder
+    that is no model are problems; hidden entries, training's resume state and other files are ignored.
+    """
+    folder = Path(folder)
+    found: dict[str, Path] = {}
+    problems: list[tuple[str, CheckpointError]] = []
+    try:
+        entries = sorted(folder.iterdir())
+    except Exception as e:  # noqa: BLE001 - a missing or unreadable folder is a problem, not a crash
+        return found, [(folder.name or str(folder), _as_error(e, folder))]
+    if len(entries) > MAX_FOLDER_ENTRIES:
+        problems.append((folder.name, CheckpointError(
+            "folder_too_large", N_("The folder holds more than {limit} entries; only the first {limit} are read."),
+            limit=MAX_FOLDER_ENTRIES)))
+        entries = entries[:MAX_FOLDER_ENTRIES]
+    stems: dict[str, Path] = {}
+    for entry in entries:
+        if entry.name.startswith(".") or entry.stem.endswith(".resume"):
+            continue
+        try:
+            if entry.is_dir():
+                candidate: Path | None = entry
+            elif entry.suffix.lower() in PICKLE_SUFFIXES:
+                refuse_pickle(entry)
+                candidate = None
+            elif entry.suffix in (".safetensors", ".json"):
+                candidate = None
+                stems.setdefault(entry.stem, entry)
+            else:
+                candidate = None
+        except CheckpointError as e:
+            problems.append((entry.name, e))
+            continue
+        except Exception as e:  # noqa: BLE001
+            problems.append((entry.name, _as_error(e, entry)))
+            continue
+        if candidate is not None:
+            name = entry.name
+            if not ((entry / "config.json").is_file() or (entry / "model.safetensors").is_file()):
+                problems.append((name, CheckpointError(
+                    "not_a_model_folder", N_("{dir} is a folder without config.json and model.safetensors, so it is "
+                                             "not a Hugging Face model folder."), dir=name)))
+                continue
+            _check_into(found, problems, name, entry, **limits)
+    for stem, entry in stems.items():
+        if stem in found:
+            problems.append((entry.name, CheckpointError(
+                "duplicate_name", N_("{name}: a model folder has the same name; only one of them is offered."),
+                name=stem)))
+            continue
+        _check_into(found, problems, stem, entry.with_suffix(".safetensors"), **limits)
+    return dict(sorted(found.items())), problems
+
+
+def _check_into(found: dict, problems: list, name: str, path: Path, **limits: int) -> None:
+    try:
+        inspect_checkpoint(path, **limits)
+    except CheckpointError as e:
+        problems.append((name, e))
+    else:
+        found[name] = path
+
+
+def _as_error(e: BaseException, path: Path) -> CheckpointError:
+    if isinstance(e, CheckpointError):
+        return e
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+    return CheckpointError("unreadable", N_("{name} could not be read ({reason})."), name=path.name, reason=reason)
 
 
 def untrained_like(model: VisionTransformer, seed: int = 0) -> VisionTransformer:
