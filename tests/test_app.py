@@ -621,3 +621,16 @@ def test_extreme_shapes_display_on_every_page(size) -> None:
     for key in ["start", *PAGE_KEYS]:
         visit(at, key)
         assert_no_exception(at, f"{key} with a {size[0]}×{size[1]} image")
+
+
+def test_a_large_upload_is_kept_at_a_bounded_size() -> None:
+    """A session keeps at most KEPT_SIDE pixels on the longest side of an upload, and says so."""
+    buf = io.BytesIO()
+    Image.new("RGB", (5000, 400), "navy").save(buf, "PNG")
+    at = new_app()
+    upload(at, "wide.png", buf.getvalue())
+    assert sidebar_caption(at) == "upload: wide.png"
+    kept = at.session_state["image"].image
+    assert kept.size == (state.KEPT_SIDE, round(400 * state.KEPT_SIDE / 5000)), kept.size
+    shown = "\n".join([texts(at.info), texts(at.caption), texts(at.markdown)])
+    assert "reduced from 5000×400 to 2048×164 pixels" in shown, shown

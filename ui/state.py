@@ -219,6 +219,9 @@ def _session_closed():
     return lambda: not runtime.is_active_session(session_id)
 
 
+KEPT_SIDE = 2048  # the longest side of an uploaded picture a session keeps
+
+
 def set_image_from_bytes(data: bytes, label: str) -> str | None:
     """Decode an upload or camera shot safely and make it the session's image. Returns an error or None.
 
@@ -231,7 +234,13 @@ def set_image_from_bytes(data: bytes, label: str) -> str | None:
         image, info = decode_upload(data, cancelled=_session_closed())
     except ImageError as e:
         return error_text(e)
-    st.session_state["image"] = ImageChoice(image, image_hash(image), label, _notes(info))
+    notes = _notes(info)
+    if max(image.size) > KEPT_SIDE:  # the model sees at most a few hundred pixels; a session keeps a bounded copy
+        w, h = image.size
+        image.thumbnail((KEPT_SIDE, KEPT_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        notes += ((N_("The picture was reduced from {w}×{h} to {new_w}×{new_h} pixels for the app; the model "
+                      "sees far fewer pixels than that."), {"w": w, "h": h, "new_w": image.width, "new_h": image.height}),)
+    st.session_state["image"] = ImageChoice(image, image_hash(image), label, notes)
     st.session_state.pop("sample_name", None)
     return None
 

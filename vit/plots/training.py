@@ -8,7 +8,7 @@ from plotly.subplots import make_subplots
 
 from vit.i18n import gettext as _
 
-from ._base import FONT_SIZE, _hover, _layout, _line_count, _tickfont, _top, _top_of, _wrap_text
+from ._base import FONT_SIZE, _figure, _hover, _layout, _line_count, _tickfont, _top, _top_of, _wrap_text
 
 
 def scaling_figure(image_sizes: list[int], patch_size: int) -> go.Figure:
@@ -19,30 +19,37 @@ def scaling_figure(image_sizes: list[int], patch_size: int) -> go.Figure:
     n = (sizes // p) ** 2
     tokens = n + 1
     cost = tokens ** 2
-    # Each subplot is about 150 px wide on a phone: titles wrap to that, and the y axes carry no title
-    # (the subplot titles say what they count), so nothing runs into the neighbouring plot.
     titles = [_wrap_text(t, FONT_SIZE, 140) for t in (_("sequence length N+1"), _("attention entries (N+1)²"))]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16, subplot_titles=titles)
     side = "%{x}"
-    fig.add_trace(go.Scatter(x=sizes, y=tokens, mode="lines+markers", name="N+1", line=dict(width=3), customdata=n,
-                             hovertemplate=_hover(_("{side}×{side} px → N = {n} patches + [class] = {t} tokens").format(
-                                 side=side, n="%{customdata:,}", t="%{y:,}"))), row=1, col=1)
-    fig.add_trace(go.Scatter(x=sizes, y=cost, mode="lines+markers", name="(N+1)²", line=dict(width=3, color="#d62728"),
-                             hovertemplate=_hover(_("{side}×{side} px → {e} attention weights per head and layer").format(
-                                 side=side, e="%{y:,}"))),
-                  row=1, col=2)
+    lines = [
+        dict(type="scatter", x=sizes.tolist(), y=tokens.tolist(), mode="lines+markers", name="N+1", line=dict(width=3),
+             customdata=n.tolist(), xaxis="x", yaxis="y",
+             hovertemplate=_hover(_("{side}×{side} px → N = {n} patches + [class] = {t} tokens").format(
+                 side=side, n="%{customdata:,}", t="%{y:,}"))),
+        dict(type="scatter", x=sizes.tolist(), y=cost.tolist(), mode="lines+markers", name="(N+1)²",
+             line=dict(width=3, color="#d62728"), xaxis="x2", yaxis="y2",
+             hovertemplate=_hover(_("{side}×{side} px → {e} attention weights per head and layer").format(
+                 side=side, e="%{y:,}"))),
+    ]
     title = _("Cost of attention with {p}×{p} patches").format(p=p)
     subtitle = _("double the image side: 4× the tokens, 16× the attention")
     top = _top(title, subtitle)
-    # Room between the subtitle and the subplot titles (annotations just above each plot area).
-    fig.update_layout(**_layout(title, 460 + top - _top_of(1, 1), subtitle=subtitle, showlegend=False,
-                                margin=dict(t=top + 34 + 20 * (max(_line_count(t) for t in titles) - 1), b=10)))
-    fig.update_annotations(font_size=FONT_SIZE)
-    fig.update_xaxes(title=_("side S (px)"), tickfont=_tickfont())
+    # Two plots side by side (what make_subplots(1, 2, horizontal_spacing=0.16) lays out), written as
+    # plain dicts: plotly's validation of a subplot figure costs ~0.5 s, on every slider step.
+    domains = ([0.0, 0.42], [0.58, 1.0])
     log = dict(type="log", dtick=1, exponentformat="power", showexponent="all", minor=dict(showgrid=False),
                tickfont=_tickfont())
-    fig.update_yaxes(row=1, col=1, **log)
-    fig.update_yaxes(row=1, col=2, **log)
+    x_title = dict(text=_("side S (px)"))
+    axes = dict(xaxis=dict(anchor="y", domain=domains[0], title=x_title, tickfont=_tickfont()),
+                xaxis2=dict(anchor="y2", domain=domains[1], title=x_title, tickfont=_tickfont()),
+                yaxis=dict(anchor="x", domain=[0.0, 1.0], **log), yaxis2=dict(anchor="x2", domain=[0.0, 1.0], **log))
+    # Each subplot is about 150 px wide on a phone: titles wrap to that, and the y axes carry no title
+    # (the subplot titles say what they count), so nothing runs into the neighbouring plot.
+    annotations = [dict(text=t, x=sum(d) / 2, y=1.0, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
+                        showarrow=False, font=dict(size=FONT_SIZE)) for t, d in zip(titles, domains)]
+    layout = _layout(title, 460 + top - _top_of(1, 1), subtitle=subtitle, showlegend=False, annotations=annotations,
+                     margin=dict(t=top + 34 + 20 * (max(_line_count(t) for t in titles) - 1), b=10), **axes)
+    fig = _figure(lines, layout)
     return fig
 
 
