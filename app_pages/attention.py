@@ -57,7 +57,7 @@ st.info(_("Live shapes: {layers} layers × {heads} heads, each an attention matr
           "q, k, v per head: ({t}, {dh}).").format(layers=L, heads=H, t=T, weights=number(T * T), dh=cfg.head_dim))
 
 
-@st.fragment
+@widgets.fragment
 def per_head() -> None:
     """Everything that depends on the chosen layer, head and query token; reruns alone when they change."""
     # Clicks on figures choose a head or a query patch; apply them before the widgets are drawn.

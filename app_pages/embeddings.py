@@ -69,7 +69,7 @@ st.code("patches = rearrange(x, 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)', p1=P, 
         "assert torch.allclose(patches @ E + conv.bias, conv(x).flatten(2).transpose(1, 2))", language="python")
 
 
-@st.fragment
+@widgets.fragment
 def filters() -> None:
     """The filter PCA; the slider reruns only this part."""
     st.subheader(_("What E looks for"))

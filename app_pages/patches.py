@@ -28,7 +28,7 @@ st.info(_("Live shapes: {s}×{s}×{c} image → {n} patches × {values} values =
           "Sequence length with the [class] token: {t}.").format(s=cfg.image_size, c=C, n=n, values=values, t=n + 1))
 
 
-@st.fragment
+@widgets.fragment
 def highlighted_grid() -> None:
     """The patch grid with one patch highlighted; reruns alone when the number changes."""
     highlight = int(st.number_input(
@@ -72,7 +72,7 @@ with c2:
                  key="patch_vectors", name=widgets.figure_name("patches-vectors"))
 
 
-@st.fragment
+@widgets.fragment
 def playground() -> None:
     """Patch size and resolution against sequence length; its sliders rerun only this part."""
     st.subheader(_("Playground: patch size and resolution"))

@@ -120,6 +120,7 @@ def pipeline(trace, model) -> None:
         "encoder": (ngettext("MLP, residuals, final LayerNorm → head on [class] → {n} class",
                              "MLP, residuals, final LayerNorm → head on [class] → {n} classes", cfg.num_classes)
                     .format(n=cfg.num_classes) if cfg.num_classes else _("MLP, residuals, final LayerNorm (no head)")),
+        "whatif": _("hide patches, switch heads off, shuffle: guess, then see what changes"),
     }
     by_key = frame.pages()
     with st.container(horizontal=True, gap="small"):

@@ -141,7 +141,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.asyncio.client import connect as ws_connect  # a dependency of streamlit
 
 # The pages in the order a student walks them ("" is the start page), and a text each must show.
-PAGES = ["", "patches", "embeddings", "positions", "attention", "encoder"]
+PAGES = ["", "patches", "embeddings", "positions", "attention", "encoder", "whatif"]
 PAGE_TEXT = {
     "": "ViT Explorer",
     "patches": "Image → patches",
@@ -149,6 +149,7 @@ PAGE_TEXT = {
     "positions": "Position embeddings",
     "attention": "Multi-head self-attention",
     "encoder": "Encoder blocks",
+    "whatif": "What if",
 }
 APOLOGY = "Sorry, something went wrong"
 QUERY = "lang=en"

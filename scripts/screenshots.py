@@ -37,7 +37,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run", "--hide-scrollbars"]
 TIMEOUT_MS = 120_000
 PAGES = {"start": "/", "patches": "/patches", "embeddings": "/embeddings", "positions": "/positions",
-         "attention": "/attention", "encoder": "/encoder"}
+         "attention": "/attention", "encoder": "/encoder", "whatif": "/whatif"}
 SIZES = {  # name: (width, height, query parameters added, languages by default)
     "1400": (1400, 900, "", ("en", "ko")),
     "1024-sidebar": (1024, 768, "", ("ko",)),

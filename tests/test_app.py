@@ -29,7 +29,7 @@ from ui import frame, models, state
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_KEYS = list(frame.STAGES)
 PAGE_PATHS = {key: f"{frame.PAGES_DIR.name}/{frame.STAGES[key][0]}" for key in PAGE_KEYS}
-assert PAGE_KEYS == ["patches", "embeddings", "positions", "attention", "encoder"]
+assert PAGE_KEYS == ["patches", "embeddings", "positions", "attention", "encoder", "whatif"]
 RANDOM_FALLBACK = models.RANDOM_FALLBACK
 BUNDLED = vit.available_models()
 BASE_NAMES = BUNDLED or [RANDOM_FALLBACK]
@@ -133,7 +133,7 @@ def check_page(at: AppTest, key: str, cfg: vit.ViTConfig, *, label: str, model_l
     else:
         assert at.latex, f"{where}: no equation"
         expected_title = {"patches": "patches", "embeddings": "linear projection", "positions": "position embeddings",
-                          "attention": "attention", "encoder": "encoder"}[key]
+                          "attention": "attention", "encoder": "encoder", "whatif": "what if"}[key]
         assert expected_title in titles.lower(), f"{where}: title {titles!r}"
         wanted = {
             "patches": [f"{s['N']} patches × {s['V']} values", f"({s['N']}, {s['V']})", f"class] token: {s['T']}"],
@@ -141,6 +141,7 @@ def check_page(at: AppTest, key: str, cfg: vit.ViTConfig, *, label: str, model_l
             "positions": [f"({s['T']}, {s['D']})", f"({s['N']}, {s['N']})", f"{s['G']}×{s['G']} tiles"],
             "attention": [f"{s['L']} layers × {s['H']} heads", f"({s['T']}, {s['T']})", f"({s['T']}, {s['Dh']})"],
             "encoder": [],
+            "whatif": [],
         }[key]
         for expected in wanted:
             assert expected in info, f"{where}: live shapes lack {expected!r}:\n{info}"

@@ -41,6 +41,7 @@ PAGES = [  # (key, sidebar link text, words of the page's title)
     ("positions", "3. Position embeddings", "Position embeddings"),
     ("attention", "4. Attention", "Multi-head self-attention"),
     ("encoder", "5. Encoder & prediction", "Encoder blocks"),
+    ("whatif", "6. What if…?", "What if"),
 ]
 NAV_LINKS = ["Start"] + [link for _, link, _ in PAGES]
 UPLOAD_NAME = "student-upload.png"

@@ -39,7 +39,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--hide-scrollbars"]
 TIMEOUT_MS = 120_000
-PAGES = ["/", "/patches", "/embeddings", "/positions", "/attention", "/encoder"]
+PAGES = ["/", "/patches", "/embeddings", "/positions", "/attention", "/encoder", "/whatif"]
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
@@ -91,6 +91,7 @@ ALLOWED_WORDS = {
     "BERT",  # a model's name
     "PNG", "JPEG",  # file types
     "Dosovitskiy", "Abnar", "Zuidema",  # authors cited: the ViT paper; attention rollout (Abnar & Zuidema 2020)
+    "Chefer", "Adebayo",  # authors cited on the what-if page: the gradient method (2021), the sanity check (2018)
     "CPU",  # the device the model runs on ("CPU, 스레드 2개")
 }
 WORD = re.compile(r"[A-Za-z]{3,}")

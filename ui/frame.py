@@ -25,6 +25,7 @@ STAGES = {
     "positions": ("positions.py", N_("3. Position embeddings"), N_("Positions"), ":material/pin_drop:"),
     "attention": ("attention.py", N_("4. Attention"), N_("Attention"), ":material/visibility:"),
     "encoder": ("encoder.py", N_("5. Encoder & prediction"), N_("Prediction"), ":material/account_tree:"),
+    "whatif": ("whatif.py", N_("6. What if…?"), N_("What if"), ":material/science:"),
 }
 START = ("start.py", N_("Start"), ":material/home:")
 

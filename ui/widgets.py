@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -9,7 +10,7 @@ import streamlit as st
 from PIL import Image
 
 import vit
-from ui.i18n import _, ngettext
+from ui.i18n import _, choose_language, ngettext
 from ui.state import current_model
 
 PRESENT_FONT = 20  # projector mode: base font of figures (px)
@@ -171,6 +172,40 @@ def apply_click(chart_key: str, targets: dict[str, tuple[int, int]]) -> None:
     for widget, (pos, offset) in targets.items():
         if pos < len(data):
             st.session_state[widget] = int(data[pos]) + offset
+
+
+def fragment(func):
+    """``st.fragment`` that first restores the session's language. A fragment's rerun runs the function
+    alone, in a new script thread, where the language the frame chose for the full run is not set: without
+    this, a Korean page turns English after a click inside the fragment."""
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        choose_language()
+        return func(*args, **kwargs)
+
+    return st.fragment(run)
+
+
+def clicked(chart_key: str) -> list | None:
+    """The ``customdata`` of the point a new click on a figure chose, as a list, once per new click;
+    None when there is no new click. For clicks that toggle something (a patch to hide): the page
+    then draws the figure under a new key, so that a second click on the same point counts again
+    (a Streamlit selection that does not change is no new click)."""
+    event = st.session_state.get(chart_key)
+    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+        getattr(getattr(event, "selection", None), "points", []) or []
+    if not points:
+        return None
+    marker = repr(points)
+    if st.session_state.get(f"_clicked_{chart_key}") == marker:
+        return None
+    st.session_state[f"_clicked_{chart_key}"] = marker
+    data = points[0].get("customdata")
+    if data is None:
+        return None
+    if isinstance(data, dict):  # a 2-D customdata row can arrive as {"0": layer, "1": head}
+        data = [data[k] for k in sorted(data, key=int)]
+    return list(data) if isinstance(data, (list, tuple)) else [data]
 
 
 def percent(p: float, digits: int = 1) -> str:

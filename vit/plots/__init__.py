@@ -19,7 +19,8 @@ number − 1). Arrays are in the row-major order of the token sequence.
 
 One module per stage: ``patches`` (the image, the grid, the sequence), ``embeddings`` (filters, the
 token matrix), ``maps`` (maps over the image, grids of maps), ``positions``, ``attention``,
-``encoder`` (token norms, logit lens, top-k) and ``training`` (scaling, training curves); ``_base``
+``encoder`` (token norms, logit lens, top-k), ``training`` (scaling, training curves) and ``whatif``
+(before and after an intervention, explanations and their checks); ``_base``
 holds what they share. Nothing here imports torch or streamlit; tensors are accepted and
 converted with numpy.
 """
@@ -37,11 +38,16 @@ from .maps import maps_grid_figure, patch_map_figure
 from .patches import image_figure, patch_grid_figure, patch_sequence_figure, patch_vectors_figure
 from .positions import position_similarity_figure
 from .training import scaling_figure, training_curve_figure
+from .whatif import (
+    before_after_bars_figure, curves_figure, heads_figure, hide_grid_figure, sanity_check_figure,
+    side_by_side_maps_figure, stage_label,
+)
 
 __all__ = [
     "FONT_SIZE", "image_figure", "patch_grid_figure", "patch_sequence_figure", "patch_vectors_figure",
     "filters_figure", "token_matrix_figure", "patch_map_figure", "maps_grid_figure",
     "position_similarity_figure", "attention_matrix_figure", "attention_distance_figure",
     "token_norms_figure", "logit_lens_figure", "top_k_figure", "scaling_figure",
-    "training_curve_figure", "figure_to_png",
+    "training_curve_figure", "figure_to_png", "hide_grid_figure", "heads_figure", "before_after_bars_figure",
+    "side_by_side_maps_figure", "curves_figure", "sanity_check_figure", "stage_label",
 ]
