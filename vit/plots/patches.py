@@ -29,6 +29,21 @@ def _row_column(row: int, column: int) -> str:
     return _("row {r}, column {c}").format(r=row, c=column)
 
 
+
+def _patch_layout(image: np.ndarray, patch_size: int) -> tuple[np.ndarray, int, int, int, int]:
+    """The image as uint8 RGB and its grid of P×P patches: (rgb, P, rows, columns, N); ValueError for
+    a patch size below 1 or an image smaller than one patch."""
+    rgb = _to_uint8(image)
+    h, w = rgb.shape[:2]
+    p = int(patch_size)
+    if p <= 0:
+        raise ValueError("patch_size must be positive")
+    gh, gw = h // p, w // p
+    if gh == 0 or gw == 0:
+        raise ValueError(f"image {h}×{w} is smaller than one {p}×{p} patch")
+    return rgb, p, gh, gw, gh * gw
+
+
 def patch_grid_figure(image: np.ndarray, patch_size: int, show_indices: bool = True, highlight: int | None = None) -> go.Figure:
     """The image cut into P×P patches: grid lines, each patch's number, one patch outlined.
 
@@ -40,15 +55,8 @@ def patch_grid_figure(image: np.ndarray, patch_size: int, show_indices: bool = T
     trace of the numbers 1 … N, then an invisible marker at each patch centre whose ``customdata``
     is the 0-based patch index (number − 1), for hover and for a Streamlit ``on_select`` click.
     """
-    rgb = _to_uint8(image)
+    rgb, p, gh, gw, n = _patch_layout(image, patch_size)
     h, w = rgb.shape[:2]
-    p = int(patch_size)
-    if p <= 0:
-        raise ValueError("patch_size must be positive")
-    gh, gw = h // p, w // p
-    if gh == 0 or gw == 0:
-        raise ValueError(f"image {h}×{w} is smaller than one {p}×{p} patch")
-    n = gh * gw
     rows, cols = np.divmod(np.arange(n), gw)
     cx = (cols * p + (p - 1) / 2).astype(np.float32)
     cy = (rows * p + (p - 1) / 2).astype(np.float32)

@@ -31,6 +31,7 @@ from ._base import (
     _label_width, _layout, _np, _patch_label, _scale, _to_uint8, _top, _unique, _units, _wrap_text,
 )
 from .encoder import _PERCENT_TICKS, _class_label
+from .patches import _patch_layout
 
 BEFORE_COLOUR = "#9e9e9e"
 AFTER_COLOUR = "#1f77b4"
@@ -54,15 +55,8 @@ def hide_grid_figure(image: np.ndarray, patch_size: int, hidden=(), title: str |
     covered by a dark card with a cross. Traces: the image, the numbers (up to 400 patches), the
     crosses on hidden patches (if any), then one invisible marker per patch whose ``customdata`` is
     its 0-based index, for a Streamlit ``on_select`` click."""
-    rgb = _to_uint8(image)
+    rgb, p, gh, gw, n = _patch_layout(image, patch_size)
     h, w = rgb.shape[:2]
-    p = int(patch_size)
-    if p <= 0:
-        raise ValueError("patch_size must be positive")
-    gh, gw = h // p, w // p
-    if gh == 0 or gw == 0:
-        raise ValueError(f"image {h}×{w} is smaller than one {p}×{p} patch")
-    n = gh * gw
     hidden = sorted({int(i) for i in hidden})
     if hidden and not 0 <= hidden[0] <= hidden[-1] < n:
         raise ValueError(f"hidden patches must be indices 0..{n - 1}, got {hidden}")
