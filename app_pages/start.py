@@ -27,22 +27,6 @@ def camera_invitation(model) -> None:
             icon=":material/draw:")
 
 
-def take_file(file, source: str) -> None:
-    """Decode a new upload or camera shot once; a bad file shows an error and keeps the old image."""
-    if file is None:
-        return
-    marker = (source, file.file_id)
-    if st.session_state.get(f"taken_{source}") == marker:
-        if st.session_state.get(f"error_{source}"):
-            st.error(st.session_state[f"error_{source}"])
-        return
-    st.session_state[f"taken_{source}"] = marker
-    error = state.set_image_from_bytes(file.getvalue(), f"{source}: {file.name}")
-    st.session_state[f"error_{source}"] = error
-    if error:
-        st.error(error)
-
-
 def take_checkpoint(files) -> None:
     """Load an uploaded checkpoint once per set of files; a bad one shows an error and keeps the old model."""
     files = list(files or [])
@@ -151,12 +135,12 @@ with left:
     with tab_upload:
         upload = st.file_uploader(_("PNG, JPEG, WebP, GIF, BMP, TIFF, ICO or HEIC"), key="upload",
                                   type=["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff", "ico", "heic", "heif"])
-        take_file(upload, "upload")
+        state.take_file(upload, "upload")
         st.caption(_("Your image and choices live only in this browser tab: reloading the page starts a new "
                      "session, with the default image and model."))
     with tab_camera:
         shot = st.camera_input(_("Take a photo"), key="camera")
-        take_file(shot, "camera")
+        state.take_file(shot, "camera")
     # Until the user chooses, the fit follows the model (what it was trained with).
     st.session_state["fit"] = state.current_fit()
     st.radio(_("Images that are not square:"), list(FITS), format_func=lambda k: _(FITS[k]),

@@ -510,9 +510,146 @@ def test_streamlit_session_api_exists():
 
     assert callable(get_script_run_ctx) and callable(Runtime.instance) and callable(Runtime.exists)
     assert callable(getattr(Runtime, "is_active_session"))
-    from ui.state import _session_closed
+    from ui.state import _decode_unwanted
 
-    assert _session_closed() is None  # outside a running server there is no session to watch
+    assert _decode_unwanted() is None  # outside a running server there is no session to watch
+
+
+def test_what_preempts_a_run():
+    """A full rerun or a stop ends the running script at its next element; a queued fragment rerun does not."""
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
+
+    from ui.state import _preempted
+
+    requests = ScriptRequests()
+    assert not _preempted(requests)
+    assert requests.request_rerun(RerunData(fragment_id_queue=["f1"]))
+    assert not _preempted(requests), "a fragment's rerun waits for the full run"
+    full = ScriptRequests()
+    assert full.request_rerun(RerunData(page_script_hash="other page"))
+    assert _preempted(full)
+    scoped = ScriptRequests()
+    assert scoped.request_rerun(RerunData(fragment_id_queue=["f1"], is_fragment_scoped_rerun=True))
+    assert _preempted(scoped)
+    stopped = ScriptRequests()
+    stopped.request_stop()
+    assert _preempted(stopped)
+
+
+def _fake_server(monkeypatch, active: dict):
+    """A running server as ui.state sees it: a script-run context with its own request queue."""
+    import types
+
+    import streamlit.runtime as runtime_module
+    import streamlit.runtime.scriptrunner as scriptrunner
+    from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequests
+
+    requests = ScriptRequests()
+    ctx = types.SimpleNamespace(session_id="s1", script_requests=requests)
+    server = types.SimpleNamespace(is_active_session=lambda sid: active.get(sid, False))
+    monkeypatch.setattr(scriptrunner, "get_script_run_ctx", lambda *a, **k: ctx)
+    monkeypatch.setattr(runtime_module.Runtime, "exists", classmethod(lambda cls: True))
+    monkeypatch.setattr(runtime_module.Runtime, "instance", classmethod(lambda cls: server))
+    return requests
+
+
+def test_choosing_something_else_stops_the_decode(files, monkeypatch):
+    """The student picks another picture (a full rerun request) while libjpeg grinds: the worker is killed."""
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+
+    from ui.state import _decode_unwanted
+
+    active = {"s1": True}
+    requests = _fake_server(monkeypatch, active)
+    unwanted = _decode_unwanted()
+    assert unwanted is not None and not unwanted()
+    before = set(decoding.worker_pids())
+    thread, outcome = _grind(files, cancelled=unwanted, timeout=120)
+    pids = wait_for(lambda: set(decoding.worker_pids()) - before)
+    assert pids, "no worker started"
+    (pid,) = pids
+    wait_for(lambda: (cpu_seconds(pid) or 0) > 0.05)
+    requests.request_rerun(RerunData(fragment_id_queue=["f1"]))  # a fragment's rerun: the decode goes on
+    time.sleep(0.5)
+    assert thread.is_alive() and cpu_seconds(pid) is not None
+    requests.request_rerun(RerunData(page_script_hash="the samples"))  # now the whole page reruns
+    asked = time.monotonic()
+    thread.join(10)
+    assert not thread.is_alive() and outcome["code"] == "decode_cancelled"
+    assert outcome["at"] - asked < 1.0
+    assert cpu_seconds(pid) is None, "the worker is gone"
+
+
+def test_a_closed_tab_stops_the_decode(monkeypatch):
+    from ui.state import _decode_unwanted
+
+    active = {"s1": True}
+    _fake_server(monkeypatch, active)
+    unwanted = _decode_unwanted()
+    assert not unwanted()
+    active["s1"] = False
+    assert unwanted()
+
+
+def _start_page_take_file():
+    """A script that offers one upload to the start page's take_file, as the uploader would."""
+    import types
+
+    import streamlit as st
+
+    from ui.state import take_file
+
+    if "image" not in st.session_state:
+        st.session_state["image"] = types.SimpleNamespace(hash="old picture")
+    if st.session_state.get("choose_sample"):
+        st.session_state["image"] = types.SimpleNamespace(hash="a sample")
+    take_file(types.SimpleNamespace(file_id="f1", name="big.jpg", getvalue=lambda: b"bytes"), "upload")
+    st.write(f"image={st.session_state['image'].hash}")
+
+
+def _interrupt_first(calls: list):
+    from ui import state
+
+    def fake(data, label):
+        calls.append(label)
+        if len(calls) == 1:
+            raise state.DecodeInterrupted
+        import types
+
+        import streamlit as st
+        st.session_state["image"] = types.SimpleNamespace(hash="the upload")
+        return None
+    return fake
+
+
+def test_an_interrupted_upload_is_decoded_again_on_the_next_run(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from ui import state
+
+    calls: list = []
+    monkeypatch.setattr(state, "set_image_from_bytes", _interrupt_first(calls))
+    at = AppTest.from_function(_start_page_take_file).run()
+    assert not at.exception and len(calls) == 1 and not at.error  # interrupted: no error for the student
+    assert at.markdown[-1].value == "image=old picture"
+    at.run()  # the rerun was for something else (a language switch, a slider): decode it now
+    assert len(calls) == 2 and not at.error and at.markdown[-1].value == "image=the upload"
+    at.run()
+    assert len(calls) == 2, "decoded once"
+
+
+def test_a_picture_chosen_during_the_decode_stands(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from ui import state
+
+    calls: list = []
+    monkeypatch.setattr(state, "set_image_from_bytes", _interrupt_first(calls))
+    at = AppTest.from_function(_start_page_take_file).run()
+    assert len(calls) == 1
+    at.session_state["choose_sample"] = True  # the student clicked a sample while the upload decoded
+    at.run()
+    assert len(calls) == 1 and not at.error and at.markdown[-1].value == "image=a sample"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -204,8 +204,24 @@ def _notes(info) -> tuple:
     return tuple(getattr(info, "messages", ())) or tuple((note, {}) for note in info.notes)
 
 
-def _session_closed():
-    """A ``cancelled`` callback for a decode: True once this browser tab's session is gone (None outside a server)."""
+def _preempted(requests) -> bool:
+    """Whether Streamlit holds a request that stops this script run at its next element: the student did
+    something else (a full rerun: another choice, another page, another upload) or the session is stopping.
+    A queued fragment rerun does not stop a full run, so it does not count."""
+    from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
+
+    state = requests._state
+    if state == ScriptRequestType.STOP:
+        return True
+    if state != ScriptRequestType.RERUN:
+        return False
+    data = requests._rerun_data
+    return not (data.fragment_id_queue and not data.is_fragment_scoped_rerun)
+
+
+def _decode_unwanted():
+    """A ``cancelled`` callback for a decode: True once this browser tab's session is gone, or once the
+    student has done something else that stops this run (None outside a server: nothing to watch)."""
     try:
         from streamlit.runtime import Runtime
         from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -213,10 +229,23 @@ def _session_closed():
         ctx = get_script_run_ctx()
         if ctx is None or not Runtime.exists():  # bare mode, or AppTest: nothing to watch
             return None
-        runtime, session_id = Runtime.instance(), ctx.session_id
+        runtime, session_id, requests = Runtime.instance(), ctx.session_id, ctx.script_requests
     except Exception:
         return None
-    return lambda: not runtime.is_active_session(session_id)
+
+    def unwanted() -> bool:
+        if not runtime.is_active_session(session_id):
+            return True
+        try:
+            return requests is not None and _preempted(requests)
+        except Exception:  # Streamlit's private request state changed shape: fall back to the session check
+            return False
+
+    return unwanted
+
+
+class DecodeInterrupted(Exception):
+    """The student did something else while their upload was decoding; the run is about to stop."""
 
 
 KEPT_SIDE = 2048  # the longest side of an uploaded picture a session keeps
@@ -226,13 +255,16 @@ def set_image_from_bytes(data: bytes, label: str) -> str | None:
     """Decode an upload or camera shot safely and make it the session's image. Returns an error or None.
 
     The decode runs in a worker process with a time limit and a cap on concurrent decodes
-    (:func:`vit.decoding.decode_upload`), and stops if the tab is closed meanwhile.
+    (:func:`vit.decoding.decode_upload`). It stops if the tab is closed meanwhile, and raises
+    :class:`DecodeInterrupted` if the student does something else meanwhile.
     """
     from vit.decoding import decode_upload
 
     try:
-        image, info = decode_upload(data, cancelled=_session_closed())
+        image, info = decode_upload(data, cancelled=_decode_unwanted())
     except ImageError as e:
+        if e.code == "decode_cancelled":
+            raise DecodeInterrupted from e
         return error_text(e)
     notes = _notes(info)
     if max(image.size) > KEPT_SIDE:  # the model sees at most a few hundred pixels; a session keeps a bounded copy
@@ -303,3 +335,36 @@ def fit_notes(choice: ImageChoice, model: vit.VisionTransformer) -> list[str]:
     """What making this image square for this model does that the user should know (upscaled, cut, padded)."""
     notes = vit.loading.fit_notes(choice.image.size, model.config.image_size, current_fit())
     return [_(template).format(**params) for template, params in notes]
+
+
+def _image_now():
+    return getattr(st.session_state.get("image"), "hash", None)
+
+
+def take_file(file, source: str) -> None:
+    """Decode a new upload or camera shot once; a bad file shows an error and keeps the old image.
+
+    A decode the student interrupts (by choosing something else while it runs) stops at once. On the
+    next run it starts again, unless the student chose another picture meanwhile: that choice stands.
+    """
+    if file is None:
+        return
+    marker = (source, file.file_id)
+    interrupted = st.session_state.pop(f"interrupted_{source}", None)
+    if interrupted is not None and interrupted[0] == marker and interrupted[1] != _image_now():
+        st.session_state[f"taken_{source}"], st.session_state[f"error_{source}"] = marker, None
+        return
+    if st.session_state.get(f"taken_{source}") == marker:
+        if st.session_state.get(f"error_{source}"):
+            st.error(st.session_state[f"error_{source}"])
+        return
+    st.session_state[f"taken_{source}"] = marker
+    try:
+        error = set_image_from_bytes(file.getvalue(), f"{source}: {file.name}")
+    except DecodeInterrupted:  # Streamlit stops this run at its next element and starts the new one
+        st.session_state.pop(f"taken_{source}", None)
+        st.session_state[f"interrupted_{source}"] = (marker, _image_now())
+        return
+    st.session_state[f"error_{source}"] = error
+    if error:
+        st.error(error)
