@@ -15,7 +15,10 @@ port bound to 127.0.0.1, drives Debian's headless Chromium with Playwright, and 
      Plotly chart has been drawn (DOM quiet);
    - on the attention page, one step of the Layer slider, then of the Head slider (keyboard on the
      slider thumb) → the rerun has finished and the charts are redrawn;
-3. bytes per page view: each of the six pages opened by URL in a fresh context (nothing cached in the
+   - what if: click "6. What if…?" → that page has finished; press a preset (shuffle, hide the ink,
+     the most important head in turn) → its rerun, which computes the change, has finished and the
+     question is shown; press the first guess → the result has arrived, and its figures are drawn;
+3. bytes per page view: each of the seven pages opened by URL in a fresh context (nothing cached in the
    browser), counting websocket frames received plus ``/media/`` HTTP bodies (``st.image`` pictures)
    from navigation until the page has finished; compared with a 2 MB budget.
 
@@ -74,7 +77,9 @@ PAGES = [  # (name, url path, sidebar link)
     ("positions", "positions", "3. Position embeddings"),
     ("attention", "attention", "4. Attention"),
     ("encoder", "encoder", "5. Encoder & prediction"),
+    ("whatif", "whatif", "6. What if…?"),
 ]
+WHATIF_PRESETS = ("shuffle", "ink", "top-head")  # one per repetition, in turn
 BUDGET_KB = 2048.0  # 2 MB per page view
 
 # Installed in every page before the app's scripts: counts finished runs and remembers the last DOM change.
@@ -219,10 +224,39 @@ def slider_step(page, label: str) -> int:
 # --- timings ------------------------------------------------------------------------------------------
 
 
+def time_whatif(page, clock: Clock, quiet_ms: float, preset: str, done) -> dict:
+    """Open "6. What if…?", press a preset (its question appears), then the first guess (the result is shown).
+
+    Returns the page open time (run finished, and drawn), and for the preset and the guess the time until
+    their run finished (the intervention is computed in the preset's run, and shown after the guess); for
+    the guess also until its figures are drawn."""
+    r = runs(page)
+    click_nav(page, "6. What if")
+    _, st = settle(page, clock, r, quiet_ms, want_charts=True, ready=lambda: "/whatif" in page.url,
+                   retry=lambda: click_nav(page, "6. What if"), began="click")
+    done(st)
+    out = {"whatif_s": (st["last"] - st["click"]) / 1000, "whatif_run_s": (st["msg"] - st["click"]) / 1000}
+    guess = page.locator(".st-key-wi_guess_same button")
+    r = runs(page)
+    page.locator(f".st-key-wi_preset_{preset} button").click()
+    _, st = settle(page, clock, r, quiet_ms, want_charts=False, ready=lambda: guess.count() > 0, began="click")
+    done(st)
+    out["preset_run_s"] = (st["msg"] - st["click"]) / 1000
+    r = runs(page)
+    guess.click()
+    bars = page.locator(".st-key-wi_bars .js-plotly-plot")
+    _, st = settle(page, clock, r, quiet_ms, want_charts=True, ready=lambda: bars.count() > 0, began="click")
+    done(st)
+    out["reveal_run_s"] = (st["msg"] - st["click"]) / 1000
+    out["reveal_s"] = (st["last"] - st["click"]) / 1000
+    return out
+
+
 def time_model(browser, url: str, model: str, reps: int, clock: Clock, quiet_ms: float, external: list[str],
                log, shots: Path | None = None) -> dict:
     out: dict = {"upload_s": [], "attention_s": [], "upload_to_attention_s": [], "layer_s": [], "head_s": [],
                  "upload_to_attention_run_s": [], "layer_run_s": [], "head_run_s": [],
+                 "whatif_s": [], "whatif_run_s": [], "preset_run_s": [], "reveal_run_s": [], "reveal_s": [],
                  "exceptions": 0, "retried_clicks": 0}
     context, page = new_page(browser, clock, external)
 
@@ -294,6 +328,12 @@ def time_model(browser, url: str, model: str, reps: int, clock: Clock, quiet_ms:
                 steps[label] = out[key][-1]
             log(f"  {model} rep {rep + 1}/{reps}: upload {upload_s:.2f} s + attention {attention_s:.2f} s; "
                 f"layer {steps['Layer']:.2f} s, head {steps['Head']:.2f} s")
+            whatif = time_whatif(page, clock, quiet_ms, WHATIF_PRESETS[rep % len(WHATIF_PRESETS)], done)
+            for key, value in whatif.items():
+                out[key].append(value)
+            log(f"  {model} rep {rep + 1}/{reps}: what if page {whatif['whatif_s']:.2f} s; preset "
+                f"{WHATIF_PRESETS[rep % len(WHATIF_PRESETS)]} {whatif['preset_run_s']:.2f} s, "
+                f"guess → result computed {whatif['reveal_run_s']:.2f} s, drawn {whatif['reveal_s']:.2f} s")
     except Exception:
         if shots:
             shots.mkdir(parents=True, exist_ok=True)
@@ -390,7 +430,12 @@ def markdown(result: dict) -> str:
                            ("layer_run_s", "**Layer slider +1 → rerun finished**"),
                            ("layer_s", "Layer slider +1 → charts redrawn"),
                            ("head_run_s", "**Head slider +1 → rerun finished**"),
-                           ("head_s", "Head slider +1 → charts redrawn")):
+                           ("head_s", "Head slider +1 → charts redrawn"),
+                           ("whatif_run_s", "click 6. What if…? → run finished"),
+                           ("whatif_s", "click 6. What if…? → page drawn"),
+                           ("preset_run_s", "**What if: a preset (the change computed) → rerun finished**"),
+                           ("reveal_run_s", "**What if: the guess → result sent**"),
+                           ("reveal_s", "What if: the guess → result drawn")):
             s = t.get("stats", {}).get(key, stats([]))
             lines.append(f"| {label} | {f(s['median'])} | {f(s['p95'])} | {f(s['max'])} | {s['n']} |")
         if t.get("exceptions") or t.get("retried_clicks"):

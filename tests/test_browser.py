@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 import vit
+from helpers_camera import CAMERA_FLAGS, drawing_frame, write_y4m
 from helpers_server import running_app
-from vit.loading import MODELS_DIR, border_colour
-from vit.symbols import render_symbol
+from vit.loading import MODELS_DIR
 
 pytestmark = pytest.mark.browser
 
@@ -339,43 +339,13 @@ SYMBOLS = "vit-tiny-symbols"
 CAMERA_DRAWING = ("5", 0)  # label and seed of a clear hand-drawn one, unlike any sample
 
 
-def drawing_frame(label: str, seed: int, width: int = 640, height: int = 480) -> np.ndarray:
-    """A 4:3 camera frame (height, width, 3) uint8: a square drawing, padded with its border colour."""
-    image, _ = render_symbol(np.random.default_rng(seed), label, S=height)
-    frame = np.empty((height, width, 3), np.uint8)
-    frame[:] = border_colour(Image.fromarray(image))
-    left = (width - height) // 2
-    frame[:, left:left + height] = image
-    return frame
-
-
-def write_y4m(path: Path, rgb: np.ndarray, frames: int = 5) -> Path:
-    """A Y4M video of ``frames`` identical 4:2:0 frames (BT.601, studio range) for Chromium's fake camera."""
-    h, w, _ = rgb.shape
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
-    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
-    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
-
-    def quarter(c: np.ndarray) -> np.ndarray:  # 2×2 means: the chroma planes of 4:2:0
-        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-
-    planes = b"".join(np.clip(np.round(p), 0, 255).astype(np.uint8).tobytes() for p in (y, quarter(u), quarter(v)))
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F30:1 Ip A1:1 C420jpeg\n".encode())
-        for _ in range(frames):
-            f.write(b"FRAME\n" + planes)
-    return path
-
-
 def test_a_drawing_shown_to_the_camera_is_predicted(playwright, server, tmp_path) -> None:
     """A student holds a drawing up to the webcam, takes the photo, and opens the prediction page."""
     if SYMBOLS not in vit.available_models():
         pytest.skip(f"{SYMBOLS} is not bundled")
     label, seed = CAMERA_DRAWING
     video = write_y4m(tmp_path / "drawing.y4m", drawing_frame(label, seed))
-    camera = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS + [
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    camera = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS + CAMERA_FLAGS + [
         f"--use-file-for-fake-video-capture={video}"])
     try:
         context = camera.new_context(viewport=VIEWPORT, permissions=["camera"])
