@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers_browser import CHROMIUM
 from helpers_server import running_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,8 +22,6 @@ def rng() -> torch.Generator:
 # --- browser tests: one Playwright, one headless Chromium and one app server per module -----------------
 # A browser test module sets ``ARGS``, Chromium's command line, and asks for these by name.
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's
-
 
 @pytest.fixture(scope="module")
 def playwright():
@@ -34,7 +33,7 @@ def playwright():
 
 @pytest.fixture(scope="module")
 def browser(playwright, request):
-    b = playwright.chromium.launch(executable_path=CHROMIUM, args=request.module.ARGS)
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=request.module.ARGS)
     try:
         yield b
     finally:

@@ -18,22 +18,17 @@ import pytest
 from PIL import Image
 
 import vit
+from helpers_browser import BASE_ARGS, CHROMIUM, TIMEOUT_MS, assert_no_exception, require_browser, wait_idle
 from helpers_camera import CAMERA_FLAGS, drawing_frame, write_y4m
 from helpers_server import running_app
 from vit.loading import MODELS_DIR
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_browser()
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = BASE_ARGS
 VIEWPORT = {"width": 1400, "height": 2600}  # Streamlit scrolls inside its main block: a tall window shows more
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-TIMEOUT_MS = 120_000
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 PAGES = [  # (key, sidebar link text, words of the page's title)
     ("patches", "1. Patches", "Image → patches"),
@@ -84,12 +79,6 @@ def screenshots_dir() -> Path:
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-def wait_idle(page) -> None:
-    """Wait until the script run triggered by the last action has finished and the page is drawn."""
-    page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
-    page.wait_for_load_state("networkidle", timeout=TIMEOUT_MS)
-    page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
-
 
 def open_url(page, url: str) -> None:
     page.goto(url)
@@ -116,11 +105,6 @@ def nav_links(page) -> list[str]:
     texts = page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()
     return [t.strip().splitlines()[-1].strip() for t in texts]  # drop the icon's ligature name
 
-
-def assert_no_exception(page, where: str) -> None:
-    boxes = page.locator("[data-testid='stException']")
-    if boxes.count():
-        pytest.fail(f"{where}: the app shows an exception:\n{boxes.first.inner_text()[:2000]}")
 
 
 PLOTLY_STATE = """() => [...document.querySelectorAll("[data-testid='stPlotlyChart']")].map(chart => {

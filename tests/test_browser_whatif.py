@@ -5,25 +5,19 @@ changes them again."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 import vit
+from helpers_browser import BASE_ARGS, TIMEOUT_MS, assert_no_exception, require_browser, wait_idle
 from ui import models, state
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_browser()
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = BASE_ARGS
 VIEWPORT = {"width": 1400, "height": 2000}
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-TIMEOUT_MS = 120_000
 
 GRID = "[class*='st-key-wi_grid_'] .js-plotly-plot"
 PATCH_POINTS = """() => {
@@ -43,16 +37,6 @@ BARS = """() => {
 }"""
 
 
-def wait_idle(page) -> None:
-    page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
-    page.wait_for_load_state("networkidle", timeout=TIMEOUT_MS)
-    page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
-
-
-def assert_no_exception(page, where: str) -> None:
-    boxes = page.locator("[data-testid='stException']")
-    if boxes.count():
-        pytest.fail(f"{where}: the app shows an exception:\n{boxes.first.inner_text()[:2000]}")
 
 
 def patches_that_matter() -> list[int]:

@@ -23,22 +23,18 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from PIL import Image
 
+from helpers_browser import BASE_ARGS, TIMEOUT_MS, require_browser
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_browser()
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--hide-scrollbars"]
-TIMEOUT_MS = 120_000
+ARGS = BASE_ARGS + ["--hide-scrollbars"]
 PAGES = ["/", "/patches", "/embeddings", "/positions", "/attention", "/encoder", "/whatif"]
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
