@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"| file | `{name}.safetensors`, {size_mb:.2f} MB |",
                   f"| command | `{meta['command']}` |",
                   f"| wall time | {meta['wall_time_seconds'] / 60:.1f} min on {meta['device']} ({meta.get('threads', '?')} thread(s)) |",
+                  *([f"| runs | {meta['training_runs']} |"] if meta.get("training_runs") else []),
                   f"| test accuracy (recorded) | {meta['test_accuracy']:.2%} on {meta['test_set_size']:,} images |",
                   f"| test accuracy (evaluated) | {result['test_accuracy']:.2%} on {result['test_images']:,} images |",
                   f"| neighbour score (evaluated) | {result['neighbour_score']:.3f} (chance {result['neighbour_chance']:.3f}) |",
