@@ -236,9 +236,9 @@ def time_whatif(page, clock: Clock, quiet_ms: float, preset: str, done) -> dict:
                    retry=lambda: click_nav(page, "6. What if"), began="click")
     done(st)
     out = {"whatif_s": (st["last"] - st["click"]) / 1000, "whatif_run_s": (st["msg"] - st["click"]) / 1000}
-    guess = page.locator(".st-key-wi_guess_same button")
+    guess = page.locator(".st-key-wi_guess_same button").first
     r = runs(page)
-    page.locator(f".st-key-wi_preset_{preset} button").click()
+    page.locator(f".st-key-wi_preset_{preset} button").first.click()
     _, st = settle(page, clock, r, quiet_ms, want_charts=False, ready=lambda: guess.count() > 0, began="click")
     done(st)
     out["preset_run_s"] = (st["msg"] - st["click"]) / 1000

@@ -38,6 +38,7 @@ WIDTH, HEIGHT_PX = 1400, 900
 PAGES = {"attention": "/attention", "positions": "/positions", "encoder": "/encoder"}
 PRESETS = ("shuffle-no-positions", "shuffle", "ink", "not-ink", "top-head", "random-head")
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+SIDEBAR_PICTURE = "() => document.querySelector(\"[data-testid='stSidebar'] [data-testid='stImage'] img\")?.src || ''"
 PREDICTION = """() => [...document.querySelectorAll("[data-testid='stMetric']")]
     .map(m => m.innerText.replace(/\\s+/g, ' ').trim()).join(' | ')"""
 
@@ -65,14 +66,14 @@ def go(page, server: str, path: str, lang: str) -> None:
 
 def presets(page, out: Path, source: str, lang: str) -> None:
     for name in PRESETS:
-        button = page.locator(f".st-key-wi_preset_{name} button")
+        button = page.locator(f".st-key-wi_preset_{name} button").first
         button.wait_for(timeout=TIMEOUT_MS)
         if button.is_disabled():
             print(f"{source} {name}: the preset is disabled for this model", flush=True)
             continue
         button.click()
         page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
-        guess = page.locator(".st-key-wi_guess_same button")
+        guess = page.locator(".st-key-wi_guess_same button").first
         try:
             guess.wait_for(timeout=20_000)
             guess.click()
@@ -90,15 +91,15 @@ def tour(page, server: str, out: Path, source: str, lang: str) -> None:
     presets(page, out, source, lang)
 
 
-def take_photo(page) -> None:
-    tab = page.locator("[data-baseweb='tab']").nth(1)  # Upload, Camera: the second tab, in any language
-    tab.click()
+def take_photo(page, lang: str) -> None:
+    page.get_by_role("tab", name={"en": "Camera", "ko": "카메라"}[lang]).click()
     shutter = page.locator("[data-testid='stCameraInputButton']")
     shutter.wait_for(timeout=TIMEOUT_MS)
     page.wait_for_function("() => [...document.querySelectorAll('video')].some(v => v.readyState >= 2 && v.videoWidth > 0)",
                            timeout=TIMEOUT_MS)
-    shutter.click()
-    page.locator("[data-testid='stSidebar'] [data-testid='stImage']", has_text="camera:").wait_for(timeout=TIMEOUT_MS)
+    before = page.evaluate(SIDEBAR_PICTURE)
+    shutter.click()  # the photo becomes the session's picture: the sidebar shows another one (in any language)
+    page.wait_for_function(f"old => ({SIDEBAR_PICTURE})() !== old", arg=before, timeout=TIMEOUT_MS)
     page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
 
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                     page.goto(f"{server}/{query}")
                     settle(page)
                     if source == "drawing":
-                        take_photo(page)
+                        take_photo(page, lang)
                     whole_page(page, args.out / f"{source}-start-{lang}.png")
                     tour(page, server, args.out, source, lang)
                     context.close()
