@@ -71,7 +71,8 @@ def recipe(command: str) -> dict:
     """A recorded ``python -m vit.train ...`` command, parsed by the training command's own parser,
     without the options that do not change the result (where it writes, threads, progress, resume)."""
     args = vars(parse_args(shlex.split(command)[3:]))
-    return {k: v for k, v in args.items() if k not in ("out", "argv", "threads", "quiet", "resume", "stop_after")}
+    return {k: v for k, v in args.items() if k not in ("out", "argv", "threads", "quiet", "resume", "stop_after", "snapshots",
+                                                   "snapshot_images", "snapshots_command")}
 
 
 def add_reproduction(name: str, path: str) -> dict:

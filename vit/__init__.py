@@ -11,6 +11,7 @@ from .intervention import Intervention
 from .loading import available_models, denormalize, fit_image, load_model, preprocess, untrained_like
 from .model import Trace, VisionTransformer, interpolate_position_embeddings
 from .predict import Prediction, predict
+from .snapshots import Snapshot, training_snapshots
 from .weights import CheckpointError, from_hf, load_checkpoint, load_hf_directory, save_model
 from . import explain  # noqa: E402  (after the model it explains)
 from .explain import (Curves, SanityCheck, attention_map, deletion_insertion, explanation_map, gradient_map,
@@ -22,5 +23,5 @@ __all__ = [
     "interpolate_position_embeddings", "CheckpointError", "from_hf", "load_checkpoint",
     "load_hf_directory", "save_model", "Prediction", "predict", "Intervention", "explain", "Curves", "SanityCheck",
     "attention_map", "rollout_map", "gradient_map", "occlusion_map", "explanation_map", "deletion_insertion",
-    "sanity_check",
+    "sanity_check", "Snapshot", "training_snapshots",
 ]

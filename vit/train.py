@@ -1,7 +1,8 @@
 """Train a small ViT: ``python -m vit.train --dataset shapes --preset tiny-shapes --out assets/models/NAME``.
 
 Warm-up then cosine learning rate, label smoothing, AdamW, data augmentation suited to the data,
-AMP (bf16) on cuda, a progress bar, evaluation on the held-out set every epoch, and resume.
+AMP (bf16) on cuda, a progress bar, evaluation on the held-out set every epoch, and resume;
+``--snapshots`` also saves the model at chosen moments of training (see :mod:`vit.snapshots`).
 The result is NAME.safetensors plus NAME.json with the config, class names, mean/std, the curve,
 the final test accuracy, wall time, device and the exact command.
 """
@@ -26,6 +27,7 @@ from .config import PRESETS, ViTConfig
 from .data import ArrayDataset, augment_batch, dataset_stats, load_dataset
 from .device import choose_device
 from .model import VisionTransformer
+from .snapshots import SnapshotRecorder, snapshot_steps
 from .weights import save_model
 
 FLIP_OK = {"fashion-mnist": True, "cifar10": True, "shapes": False, "folder": False, "symbols": False}
@@ -148,6 +150,11 @@ def train(args: argparse.Namespace) -> dict:
     warmup = int(steps_per_epoch * args.warmup_epochs)
     flip = FLIP_OK.get(args.dataset, False)
     t_start = time.time() - sum(h["seconds"] for h in history)
+    snaps = None
+    if args.snapshots:
+        snaps = SnapshotRecorder(out, snapshot_steps(args.snapshots, steps_per_epoch, args.epochs), steps_per_epoch,
+                                 x_val[:args.snapshot_images], y_val[:args.snapshot_images], device,
+                                 resume_step=start_epoch * steps_per_epoch, command=args.snapshots_command)
 
     for epoch in range(start_epoch, args.epochs):
         model.train()
@@ -157,6 +164,8 @@ def train(args: argparse.Namespace) -> dict:
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", file=sys.stderr, disable=args.quiet)
         for i in bar:
             step = epoch * steps_per_epoch + i
+            if snaps is not None and snaps.wants(step):
+                snaps.save(model, step)  # after `step` optimizer steps; draws no random numbers
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup, args.lr)
             idx = order[i * args.batch_size:(i + 1) * args.batch_size]
@@ -171,6 +180,8 @@ def train(args: argparse.Namespace) -> dict:
             opt.step()
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
+            if snaps is not None:
+                snaps.add_loss(loss.item(), len(idx))
             correct += (logits.argmax(-1) == yb).sum().item()
             if i % 10 == 0 or i == steps_per_epoch - 1:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", img_s=f"{seen / (time.time() - t0):.0f}")
@@ -198,6 +209,8 @@ def train(args: argparse.Namespace) -> dict:
     }
     if args.dataset in HAS_VAL:
         meta["val_set_size"] = len(x_val)
+    if snaps is not None:
+        snaps.finish(model, total_steps)
     model.cpu()
     save_model(model, out, **meta)
     for suffix in (".resume.safetensors", ".resume.json"):
@@ -236,8 +249,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue a stopped run from its last finished epoch")
     p.add_argument("--stop-after", type=int, help="stop after this many epochs of this run (resume later)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--snapshots", help="save the model along training at these epochs into OUT.snapshots/, "
+                                       "e.g. 0,0.25,0.5,1,2,4,every=4 (see vit.snapshots)")
+    p.add_argument("--snapshot-images", type=int, default=1000,
+                   help="held-out images each snapshot's loss and accuracy are measured on (default 1000)")
     args = p.parse_args(argv)
-    args.argv = _without(argv, {"--resume", "--quiet"}, {"--stop-after", "--threads"})
+    args.argv = _without(argv, {"--resume", "--quiet"}, {"--stop-after", "--threads", "--snapshots", "--snapshot-images"})
+    if args.snapshots:
+        try:
+            snapshot_steps(args.snapshots, 1, 1)  # a malformed spec fails here, not after hours of training
+        except ValueError as e:
+            p.error(str(e))
+    args.snapshots_command = "python -m vit.train " + " ".join(shlex.quote(a) for a in _without(argv, {"--resume", "--quiet"}, {"--stop-after", "--threads"}))
     return args
 
 
