@@ -15,16 +15,29 @@ def _keep(widget_key: str, state_key: str) -> None:
     st.session_state[state_key] = st.session_state[widget_key]
 
 
-def camera_invitation(model) -> None:
-    """For a model that reads drawings: ask the student to draw one and show it to the camera."""
-    if model.meta.get("dataset") != "symbols":
+def draws(model) -> bool:
+    return model.meta.get("dataset") == "symbols"
+
+
+def where_to_begin(model) -> None:
+    """The first step: for a model that reads drawings, an invitation to draw one and show it to the camera."""
+    if draws(model):
+        st.markdown(_("**Where to begin:** draw a digit (0–9) or an arrow (↑ ↓ ← →) on paper with a thick pen and "
+                      "photograph it in the **Camera** tab below (or pick a sample), then open **1. Patches** below "
+                      "and follow the links at the end of each page."))
+    else:
+        st.markdown(_("**Where to begin:** pick a sample (or take a photo), check the model under *2. Choose a "
+                      "model*, then open **1. Patches** below and follow the links at the end of each page."))
+
+
+def camera_hint(model) -> None:
+    """In the Camera tab of a model that reads drawings: what it knows, and that the drawing is not cut off."""
+    if not draws(model):
         return
     fit = (_("The whole photo is padded to a square, so the drawing is not cut off.") if state.current_fit() == "pad"
            else _("Choose *Pad to a square* below, so the drawing is not cut off."))
-    st.info(_("**Show it a drawing.** This model was trained on {data}. Draw a digit (0–9) or an arrow (↑ ↓ ← →) "
-              "on paper with a thick pen, open the **Camera** tab below, hold the paper up to the camera and take "
-              "the photo, then follow it through the model below.").format(data=trained_on(model)) + " " + fit,
-            icon=":material/draw:")
+    st.caption(_("This model was trained on {data}. Hold the paper up to the camera, fill most of the picture with "
+                 "it, and take the photo.").format(data=trained_on(model)) + " " + fit)
 
 
 def take_checkpoint(files) -> None:
@@ -121,14 +134,12 @@ st.markdown(_(
     "small square **patches**, turns each into a vector (a *token*), and lets every token look at every other "
     "one through **self-attention**. Bring an image and follow it through every stage of *An Image is Worth "
     "16×16 Words* (Dosovitskiy et al., 2020)."))
-st.markdown(_("**Where to begin:** pick a sample (or take a photo), check the model under *2. Choose a model*, "
-              "then open **1. Patches** below and follow the links at the end of each page."))
+where_to_begin(state.current_model().model)
 
 state.current_image()  # the default sample is chosen before the gallery, so the gallery can mark it
 left, right = columns([3, 2], gap="large")
 with left:
     st.subheader(_("1. Choose an image"))
-    camera_invitation(state.current_model().model)
     tab_samples, tab_upload, tab_camera = st.tabs([_("Samples"), _("Upload"), _("Camera")])
     with tab_samples:
         sample_gallery()
@@ -139,6 +150,7 @@ with left:
         st.caption(_("Your image and choices live only in this browser tab: reloading the page starts a new "
                      "session, with the default image and model."))
     with tab_camera:
+        camera_hint(state.current_model().model)
         shot = st.camera_input(_("Take a photo"), key="camera")
         state.take_file(shot, "camera")
     # Until the user chooses, the fit follows the model (what it was trained with).

@@ -456,8 +456,9 @@ def test_symbol_model_is_the_default_with_a_drawing_and_the_camera() -> None:
     at = new_app()
     assert_no_exception(at, "start page")
     assert at.selectbox(key="model_name").value == SYMBOLS
-    invitation = texts(at.info)
+    invitation = texts(at.markdown)
     assert "draw a digit" in invitation.lower() and "**Camera**" in invitation, invitation
+    assert "The whole photo is padded to a square" in texts(at.caption), "the Camera tab says the drawing stays whole"
     assert at.radio(key="fit").value == "pad", "the model's own fit keeps a 4:3 drawing whole"
     # Until the user chooses, the fit follows the model; once chosen, it stays.
     at.selectbox(key="model_name").set_value("vit-tiny-shapes" if "vit-tiny-shapes" in BUNDLED else SYMBOLS + models.UNTRAINED).run()
@@ -466,7 +467,7 @@ def test_symbol_model_is_the_default_with_a_drawing_and_the_camera() -> None:
     at.radio(key="fit").set_value("squash").run()
     at.selectbox(key="model_name").set_value(SYMBOLS).run()
     assert at.radio(key="fit").value == "squash"
-    assert "Choose *Pad to a square*" in texts(at.info)
+    assert "Choose *Pad to a square*" in texts(at.caption)
 
 
 # --- deep links ----------------------------------------------------------------------------------------

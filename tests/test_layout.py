@@ -293,7 +293,8 @@ MEASURE = r"""(minTick) => {
     // The words a student reads, without equations, code, icon ligatures ("arrow_forward") and the
     // language switch's options (each language is named in its own: "English", "한국어").
     const hide = document.createElement('style');
-    hide.textContent = ".katex, [data-testid='stCode'], [data-testid='stIconMaterial'], .st-key-lang_switch [role='radiogroup'] "
+    hide.textContent = ".katex, [data-testid='stCode'], [data-testid='stIconMaterial'], [data-testid='stAlertDynamicIcon'], "
+        + ".st-key-lang_switch [role='radiogroup'] "
         + "{ display: none !important; }";
     document.head.appendChild(hide);
     const text = {main: main ? main.innerText : '', sidebar: sidebar ? sidebar.innerText : ''};

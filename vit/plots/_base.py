@@ -43,6 +43,7 @@ SAFE_WIDTH = 320
 _CHAR_EM = 0.55  # width of an average Latin character, in em; a Hangul syllable counts as two
 _BAR = 72  # px of bottom margin for a horizontal colour bar: its title above it, tick labels under it
 _BAR_MAX = 240  # px: a colour bar stays shorter than the narrowest figure, its end labels inside it
+_BAR_WITH_TITLE_MAX = 230  # px: a bar with its title beside it fits centred under a row of 6 maps in a laptop column
 _X_AXIS = 58  # px under the plot for x tick labels and an x-axis title
 # Images are capped at 250 (imperceptible): plotly's JSON escapes "/" as "\u002f", and runs of 255
 # bytes are all "/" in base64, so a white sky would cost six times its size on the wire.
@@ -371,7 +372,7 @@ def _hbar(title: str = "", length: float = _BAR_MAX, **kwargs) -> dict:
         widest = max(_units(line) for line in text.split("<br>"))
         # The title takes its room out of the bar's length: lengthen the bar by it, within what a
         # column of ~330 px holds centred under its plot.
-        bar["len"] = int(min(length + widest * _CHAR_EM * (SMALL_SIZE + 1) + 16, 260))
+        bar["len"] = int(min(length + widest * _CHAR_EM * (SMALL_SIZE + 1) + 16, _BAR_WITH_TITLE_MAX))
     return bar
 
 
