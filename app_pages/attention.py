@@ -90,7 +90,7 @@ def per_head() -> None:
         st.markdown(_("**All {heads} heads of layer {layer}** (shared colour scale)").format(heads=H, layer=layer))
         heads = att[li, :, 0, 1:].reshape(1, H, gh, gw)
         widgets.plot(plots.maps_grid_figure(heads, None, [_("Head {n}").format(n=h + 1) for h in range(H)],
-                                            shared_scale=True, attention=True),
+                                            shared_scale=True, attention=True, wrap=4),  # 6 heads: 2 rows of 3
                      key="heads_grid", name=widgets.figure_name("attention", layer=layer, head="all"))
 
     st.subheader(_("Where does one token look?"))
