@@ -123,3 +123,28 @@ def test_no_series_and_a_damaged_index(tmp_path, run):
     with pytest.raises(vit.CheckpointError, match="snapshot index"):
         training_snapshots(tmp_path / "d")
     assert snapshots.snapshots_folder(tmp_path / "d") == tmp_path / "d.snapshots"
+
+
+SERIES = [name for name in vit.available_models() if training_snapshots(name)]
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_a_bundled_series_loads_in_order_with_its_metrics(name):
+    series = training_snapshots(name)
+    assert series[0].step == 0 and series[-1].final and len(series) >= 5
+    assert [s.step for s in series] == sorted({s.step for s in series})
+    assert all(0 <= s.accuracy <= 1 and s.loss > 0 for s in series)
+    assert series[-1].accuracy > series[0].accuracy + 0.5, "the series shows the model learning"
+    bundled = vit.load_model(name, device="cpu")
+    last = series[-1].load()
+    assert all(torch.equal(v, bundled.state_dict()[k]) for k, v in last.state_dict().items())
+    start = series[0].load()
+    assert not torch.equal(start.state_dict()["pos_embed"], bundled.state_dict()["pos_embed"])
+    assert start.config == bundled.config and start.class_names == bundled.class_names
+
+
+def test_the_snapshot_bundle_stays_small():
+    from vit.loading import MODELS_DIR
+
+    total = sum(p.stat().st_size for p in MODELS_DIR.glob("*.snapshots/*"))
+    assert total < 15 * 1024 * 1024, f"{total / 2**20:.1f} MB of snapshots"
