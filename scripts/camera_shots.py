@@ -56,7 +56,7 @@ def whole_page(page, path: Path) -> None:
     print(f"{path}  {page.evaluate(PREDICTION)[:160]}", flush=True)
 
 
-def go(page, server: str, path: str, lang: str) -> None:
+def go(page, path: str) -> None:
     """Another page in the same session: Streamlit's own link keeps the session (and the photo)."""
     page.locator(f"[data-testid='stSidebarNav'] a[href$='{path}'], [data-testid='stSidebarNav'] a[href*='{path}?']"
                  ).first.click()
@@ -83,11 +83,11 @@ def presets(page, out: Path, source: str, lang: str) -> None:
         whole_page(page, out / f"{source}-whatif-{name}-{lang}.png")
 
 
-def tour(page, server: str, out: Path, source: str, lang: str) -> None:
+def tour(page, out: Path, source: str, lang: str) -> None:
     for name, path in PAGES.items():
-        go(page, server, path, lang)
+        go(page, path)
         whole_page(page, out / f"{source}-{name}-{lang}.png")
-    go(page, server, "/whatif", lang)
+    go(page, "/whatif")
     presets(page, out, source, lang)
 
 
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                     if source == "drawing":
                         take_photo(page, lang)
                     whole_page(page, args.out / f"{source}-start-{lang}.png")
-                    tour(page, server, args.out, source, lang)
+                    tour(page, args.out, source, lang)
                     context.close()
                     print(f"{source} {lang}: {time.monotonic() - start:.0f} s", flush=True)
         finally:

@@ -72,7 +72,7 @@ def recipe(command: str) -> dict:
     without the options that do not change the result (where it writes, threads, progress, resume)."""
     args = vars(parse_args(shlex.split(command)[3:]))
     return {k: v for k, v in args.items() if k not in ("out", "argv", "threads", "quiet", "resume", "stop_after", "snapshots",
-                                                   "snapshot_images", "snapshots_command")}
+                                                   "snapshot_images")}
 
 
 def add_reproduction(name: str, path: str) -> dict:

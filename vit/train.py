@@ -154,7 +154,9 @@ def train(args: argparse.Namespace) -> dict:
     if args.snapshots:
         snaps = SnapshotRecorder(out, snapshot_steps(args.snapshots, steps_per_epoch, args.epochs), steps_per_epoch,
                                  x_val[:args.snapshot_images], y_val[:args.snapshot_images], device,
-                                 resume_step=start_epoch * steps_per_epoch, command=args.snapshots_command)
+                                 resume_step=start_epoch * steps_per_epoch,
+                                 command=_command([*args.argv, "--snapshots", args.snapshots,
+                                                   "--snapshot-images", str(args.snapshot_images)]))
 
     for epoch in range(start_epoch, args.epochs):
         model.train()
@@ -179,9 +181,10 @@ def train(args: argparse.Namespace) -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             seen += len(idx)
-            loss_sum += loss.item() * len(idx)
+            batch_loss = loss.item()
+            loss_sum += batch_loss * len(idx)
             if snaps is not None:
-                snaps.add_loss(loss.item(), len(idx))
+                snaps.add_loss(batch_loss, len(idx))
             correct += (logits.argmax(-1) == yb).sum().item()
             if i % 10 == 0 or i == steps_per_epoch - 1:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", img_s=f"{seen / (time.time() - t0):.0f}")
@@ -203,7 +206,7 @@ def train(args: argparse.Namespace) -> dict:
         "dataset": args.dataset, "class_names": list(train_ds.class_names), "mean": mean, "std": std,
         "history": history, "test_accuracy": final_acc, "test_set_size": len(x_test), "train_set_size": len(x_train),
         "wall_time_seconds": round(wall, 1), "device": str(device), "threads": torch.get_num_threads(),
-        "command": "python -m vit.train " + " ".join(shlex.quote(a) for a in args.argv),
+        "command": _command(args.argv),
         "position": position_scores(model), "seed": args.seed, "resize": "pad" if args.dataset == "symbols" else "crop",
         "epoch_eval_split": "val" if args.dataset in HAS_VAL else "test",
     }
@@ -260,8 +263,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             snapshot_steps(args.snapshots, 1, 1)  # a malformed spec fails here, not after hours of training
         except ValueError as e:
             p.error(str(e))
-    args.snapshots_command = "python -m vit.train " + " ".join(shlex.quote(a) for a in _without(argv, {"--resume", "--quiet"}, {"--stop-after", "--threads"}))
     return args
+
+
+def _command(argv: list[str]) -> str:
+    return "python -m vit.train " + " ".join(shlex.quote(a) for a in argv)
 
 
 def _without(argv: list[str], flags: set[str], options: set[str]) -> list[str]:
